@@ -1,0 +1,13 @@
+//! decodekit-core: the pure-Rust half of decodekit.
+//!
+//! Every decoding primitive lives here as plain functions over slices, with no Python in sight, so it can
+//! be tested by `cargo test` and reused from other Rust engines. The `decodekit-py` crate binds these
+//! functions to Python; it only checks arguments, releases the GIL and maps errors.
+
+pub mod error;
+pub mod parallel;
+pub mod rng;
+pub mod sampling;
+
+pub use error::{CoreError, Result};
+pub use rng::{derive_seed, Philox};

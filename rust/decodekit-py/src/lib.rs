@@ -1,0 +1,43 @@
+//! `decodekit._core`: the PyO3 extension module. Argument checking, numpy conversion, GIL release and
+//! error mapping only; every algorithm lives in `decodekit-core`.
+
+mod arrays;
+mod errors;
+mod rng;
+mod sampling;
+
+use pyo3::prelude::*;
+
+/// Resize the library's thread pool used by batched calls (``0`` restores the default: the
+/// ``DECODEKIT_NUM_THREADS`` environment variable, else the number of cores). Results never depend on it.
+#[pyfunction]
+fn set_num_threads(n: i64) -> PyResult<()> {
+    errors::core(decodekit_core::parallel::set_num_threads(arrays::count(
+        n, "n",
+    )?))
+}
+
+/// The number of worker threads batched calls run on.
+#[pyfunction]
+fn get_num_threads() -> PyResult<usize> {
+    errors::core(decodekit_core::parallel::num_threads())
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    errors::register(m)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<rng::PyRng>()?;
+    m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(sampling::softmax, m)?)?;
+    m.add_function(wrap_pyfunction!(sampling::log_softmax, m)?)?;
+    m.add_function(wrap_pyfunction!(sampling::top_k_mask, m)?)?;
+    m.add_function(wrap_pyfunction!(sampling::top_p_mask, m)?)?;
+    m.add_function(wrap_pyfunction!(sampling::min_p_mask, m)?)?;
+    m.add_function(wrap_pyfunction!(sampling::sampling_mask, m)?)?;
+    m.add_function(wrap_pyfunction!(sampling::sample, m)?)?;
+    m.add_function(wrap_pyfunction!(sampling::gumbel_top_k, m)?)?;
+    m.add_function(wrap_pyfunction!(sampling::stochastic_beam_search_step, m)?)?;
+    Ok(())
+}
