@@ -23,11 +23,18 @@ fn get_num_threads() -> PyResult<usize> {
     errors::core(decodekit_core::parallel::num_threads())
 }
 
+/// Raise a Rust panic inside a detached call (tests use it to prove panics become `DecodekitError`).
+#[pyfunction]
+fn _panic_for_testing(py: Python<'_>) -> PyResult<()> {
+    errors::detached(py, || -> decodekit_core::Result<()> { panic!("deliberate test panic") })
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<rng::PyRng>()?;
+    m.add_function(wrap_pyfunction!(_panic_for_testing, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(sampling::softmax, m)?)?;

@@ -1,0 +1,169 @@
+"""Plain numpy reference implementations of the sampling primitives, in float64.
+
+These follow the definitions in the docstrings literally (sorting, cumulative sums, enumeration) and are
+meant to be obviously right, not fast. Cut-off decisions of the fast float32 implementation can differ
+from these float64 ones only when a token sits within rounding distance of a cut-off, so the mask
+references return a pair of bounds: tokens that must be kept and tokens that may be kept.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+def softmax(logits: npt.ArrayLike, temperature: float = 1.0) -> FloatArray:
+    """``softmax(logits / temperature)`` of a 1-D row in float64; ``-inf`` gets 0."""
+    x = np.asarray(logits, dtype=np.float64)
+    if temperature == 0.0:
+        top = x == x.max()
+        return top / top.sum()
+    z = (x - x.max()) / temperature
+    e = np.exp(z)
+    return e / e.sum()
+
+
+def log_softmax(logits: npt.ArrayLike, temperature: float = 1.0) -> FloatArray:
+    """``log_softmax(logits / temperature)`` of a 1-D row in float64."""
+    x = np.asarray(logits, dtype=np.float64)
+    z = (x - x.max()) / temperature
+    with np.errstate(divide="ignore"):
+        return z - np.log(np.exp(z).sum())
+
+
+def top_k_mask(logits: npt.ArrayLike, k: int) -> BoolArray:
+    """Keep logits >= the k-th largest finite logit (ties kept); ``k == 0`` keeps every finite one."""
+    x = np.asarray(logits, dtype=np.float64)
+    finite = np.isfinite(x)
+    if k == 0 or k >= finite.sum():
+        return finite
+    kth = np.sort(x[finite])[::-1][k - 1]
+    return finite & (x >= kth)
+
+
+def _top_p_cut(probs: FloatArray, p: float) -> float:
+    """The probability of the token whose running mass (largest first) first reaches ``p``."""
+    ordered = np.sort(probs)[::-1]
+    cum = np.cumsum(ordered)
+    reached = np.nonzero(cum >= p * cum[-1])[0]
+    if p >= 1.0 or reached.size == 0:
+        return 0.0
+    return float(ordered[reached[0]])
+
+
+def top_p_bounds(
+    logits: npt.ArrayLike, p: float, temperature: float = 1.0, rtol: float = 1e-4
+) -> tuple[BoolArray, BoolArray]:
+    """``(must_keep, may_keep)`` for the top-p keep-mask.
+
+    The exact mask keeps the smallest set of most probable tokens whose mass reaches ``p`` plus every
+    token tied with the crossing one. ``must_keep`` is that mask with ``p`` and the cut-off nudged by
+    ``rtol`` towards keeping less, ``may_keep`` towards keeping more.
+    """
+    x = np.asarray(logits, dtype=np.float64)
+    finite = np.isfinite(x)
+    probs = softmax(x, temperature)
+    if temperature == 0.0:
+        # The limit distribution is uniform over the tied maxima; every p keeps exactly those.
+        return probs > 0, probs > 0
+    if p >= 1.0:
+        return finite, finite
+    low = _top_p_cut(probs, p * (1 - rtol)) * (1 + rtol)
+    high = _top_p_cut(probs, min(1.0, p * (1 + rtol))) * (1 - rtol)
+    return finite & (probs >= low) & (probs > 0), finite & (probs >= high)
+
+
+def top_p_mask(logits: npt.ArrayLike, p: float, temperature: float = 1.0) -> BoolArray:
+    """The exact float64 top-p mask (for inputs far from rounding ties)."""
+    must, _ = top_p_bounds(logits, p, temperature, rtol=0.0)
+    return must
+
+
+def min_p_bounds(
+    logits: npt.ArrayLike, min_p: float, temperature: float = 1.0, rtol: float = 1e-4
+) -> tuple[BoolArray, BoolArray]:
+    """``(must_keep, may_keep)`` for ``p_i >= min_p * max(p)``."""
+    x = np.asarray(logits, dtype=np.float64)
+    finite = np.isfinite(x)
+    probs = softmax(x, temperature)
+    if temperature == 0.0:
+        return probs > 0, probs > 0
+    if min_p == 0.0:
+        return finite, finite
+    cut = min_p * probs.max()
+    return finite & (probs >= cut * (1 + rtol)), finite & (probs >= cut * (1 - rtol))
+
+
+def sampling_distribution(
+    logits: npt.ArrayLike,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    min_p: float = 0.0,
+) -> FloatArray:
+    """The exact output distribution of ``sample``: temperature, top-k, top-p on the renormalized
+    top-k survivors, min-p, then renormalize. For inputs far from rounding ties."""
+    x = np.asarray(logits, dtype=np.float64)
+    probs = softmax(x, temperature)
+    keep = top_k_mask(x, top_k)
+    masked = np.where(keep, x, -np.inf)
+    if top_p < 1.0:
+        keep &= top_p_mask(masked, top_p, temperature)
+    if min_p > 0.0:
+        keep &= probs >= min_p * probs.max()
+    out = np.where(keep, probs, 0.0)
+    return out / out.sum()
+
+
+def ordered_without_replacement(probs: npt.ArrayLike, k: int) -> dict[tuple[int, ...], float]:
+    """Probability of every ordered k-tuple drawn by sequential sampling without replacement."""
+    p = np.asarray(probs, dtype=np.float64)
+    support = [i for i in range(p.size) if p[i] > 0]
+    result: dict[tuple[int, ...], float] = {}
+    for combo in itertools.permutations(support, k):
+        prob, left = 1.0, 1.0
+        for token in combo:
+            prob *= p[token] / left
+            left -= p[token]
+        result[combo] = prob
+    return result
+
+
+def stochastic_beam_search_step(
+    beam_log_probs: npt.ArrayLike,
+    beam_gumbels: npt.ArrayLike,
+    child_log_probs: npt.ArrayLike,
+    k: int,
+    rng: np.random.Generator,
+) -> tuple[list[int], list[int], list[float], list[float]]:
+    """One SBS step exactly as written by Kool et al. (2019), Algorithm 1 with the stable truncation.
+
+    Every child gets unconditioned noise ``G'_ij = phi_ij + Gumbel(0)``; with ``Z_i = max_j G'_ij`` the
+    truncated score is ``-log(exp(-G_i) - exp(-Z_i) + exp(-G'_ij))``; the k best over all beams win.
+    """
+    phi = np.asarray(beam_log_probs, dtype=np.float64)
+    g = np.asarray(beam_gumbels, dtype=np.float64)
+    child = np.asarray(child_log_probs, dtype=np.float64)
+    candidates: list[tuple[float, int, int, float]] = []
+    for i in range(child.shape[0]):
+        finite = np.isfinite(child[i])
+        if not finite.any():
+            continue
+        phi_ij = phi[i] + child[i]
+        noisy = phi_ij + rng.gumbel(size=child.shape[1])
+        noisy[~finite] = -np.inf
+        z = noisy.max()
+        for j in np.nonzero(finite)[0]:
+            # -log(exp(-G) - exp(-Z) + exp(-G')) written to avoid overflow: v = G - G' + log1mexp(G - Z).
+            v = g[i] - noisy[j] + math.log1p(-math.exp(noisy[j] - z)) if noisy[j] < z else -math.inf
+            score = g[i] - (math.log1p(math.exp(v)) if v < 30 else v)
+            candidates.append((score, i, int(j), float(phi_ij[j])))
+    candidates.sort(key=lambda c: (-c[0], c[1], c[2]))
+    best = candidates[:k]
+    return [c[1] for c in best], [c[2] for c in best], [c[3] for c in best], [c[0] for c in best]

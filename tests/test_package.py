@@ -1,0 +1,29 @@
+"""The installed package: metadata, exports and typing markers."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.resources
+
+import decodekit as dk
+
+
+def test_version_matches_metadata() -> None:
+    assert dk.__version__ == importlib.metadata.version("decodekit")
+
+
+def test_everything_exported_exists() -> None:
+    for name in dk.__all__:
+        assert getattr(dk, name) is not None
+
+
+def test_typing_markers_ship() -> None:
+    files = importlib.resources.files("decodekit")
+    assert files.joinpath("py.typed").is_file()
+    assert files.joinpath("_core.pyi").is_file()
+
+
+def test_numpy_is_the_only_runtime_dependency() -> None:
+    requires = importlib.metadata.requires("decodekit") or []
+    core = [r for r in requires if "extra ==" not in r]
+    assert [r.split(">")[0].split("=")[0].strip() for r in core] == ["numpy"]
