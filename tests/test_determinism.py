@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import copy
+import os
+import pathlib
+import subprocess
+import sys
 import pickle
 from collections.abc import Iterator
 
@@ -97,3 +101,26 @@ def test_rng_is_consumed_one_seed_per_row(logits: np.ndarray) -> None:
 # Recorded from the first release; the Philox known-answer vectors are checked in the Rust tests.
 GOLDEN_SEEDS = [9354106043170562467, 3863233647710162474, 14749071913130966332]
 GOLDEN_TOKEN = 30
+
+
+def test_baseline_and_avx2_kernels_agree_bit_for_bit(tmp_path: pathlib.Path) -> None:
+    # The same computations run in a process restricted to the baseline (SSE2) kernels must give
+    # identical bits: this is what "the same draws on every platform" rests on.
+    script = tmp_path / "draw.py"
+    script.write_text(
+        "import sys, numpy as np, decodekit as dk\n"
+        "x = (np.random.default_rng(1).standard_normal((6, 40_000)) * 3).astype(np.float32)\n"
+        "s = np.arange(6, dtype=np.uint64)\n"
+        "np.savez(sys.argv[1], p=dk.softmax(x, 0.7), l=dk.log_softmax(x), m=dk.top_p_mask(x, 0.9),\n"
+        "         t=dk.sample(x, top_p=0.9, min_p=0.01, seeds=s), g=dk.gumbel_top_k(x, 16, seeds=s))\n"
+    )
+    results = []
+    for disable in (False, True):
+        env = {k: v for k, v in os.environ.items() if k != "DECODEKIT_DISABLE_AVX2"}
+        if disable:
+            env["DECODEKIT_DISABLE_AVX2"] = "1"
+        out = tmp_path / f"out{int(disable)}.npz"
+        subprocess.run([sys.executable, str(script), str(out)], check=True, env=env)
+        results.append(np.load(out))
+    for key in ("p", "l", "m", "t", "g"):
+        np.testing.assert_array_equal(results[0][key], results[1][key])

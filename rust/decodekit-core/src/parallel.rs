@@ -15,9 +15,7 @@ fn default_threads() -> usize {
         .ok()
         .and_then(|v| v.trim().parse::<usize>().ok())
         .filter(|&n| n > 0)
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-        })
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
 }
 
 fn build(threads: usize) -> Result<Arc<ThreadPool>> {
@@ -50,11 +48,7 @@ fn poisoned() -> CoreError {
 /// Replace the pool with one of `threads` workers (`0` restores the default). Calls already running keep
 /// the pool they started on.
 pub fn set_num_threads(threads: usize) -> Result<()> {
-    let threads = if threads == 0 {
-        default_threads()
-    } else {
-        threads
-    };
+    let threads = if threads == 0 { default_threads() } else { threads };
     let p = build(threads)?;
     *POOL.write().map_err(|_| poisoned())? = Some(p);
     Ok(())

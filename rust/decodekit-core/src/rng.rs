@@ -80,10 +80,7 @@ impl Philox {
         if self.used == 4 {
             let b = self.block;
             let s = self.stream;
-            self.buffer = philox4x32_10(
-                [b as u32, (b >> 32) as u32, s as u32, (s >> 32) as u32],
-                self.key,
-            );
+            self.buffer = philox4x32_10([b as u32, (b >> 32) as u32, s as u32, (s >> 32) as u32], self.key);
             self.block = self.block.wrapping_add(1);
             self.used = 0;
         }

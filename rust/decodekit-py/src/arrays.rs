@@ -38,11 +38,7 @@ fn as_ndarray<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyUntypedArra
         return Ok(array.clone());
     }
     // Array-likes (CPU torch tensors, lists) go through numpy.asarray; their dtype is checked next.
-    let converted = obj
-        .py()
-        .import("numpy")?
-        .getattr("asarray")?
-        .call1((obj,))?;
+    let converted = obj.py().import("numpy")?.getattr("asarray")?.call1((obj,))?;
     Ok(converted.cast_into::<PyUntypedArray>()?)
 }
 
@@ -168,11 +164,8 @@ pub fn seed_int(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<u64> {
             type_name(obj)
         )));
     }
-    obj.extract::<u64>().map_err(|_| {
-        invalid_input(format!(
-            "{name} must be an integer in [0, 2**64), got {obj}"
-        ))
-    })
+    obj.extract::<u64>()
+        .map_err(|_| invalid_input(format!("{name} must be an integer in [0, 2**64), got {obj}")))
 }
 
 /// Read a non-negative integer argument.
@@ -202,8 +195,7 @@ pub fn output<'py, T: Element>(
     if !array.dtype().is_equiv_to(&want) {
         return Err(invalid_input(format!(
             "out must have dtype {}, got {}",
-            want.str()
-                .map_or_else(|_| "?".to_string(), |s| s.to_string()),
+            want.str().map_or_else(|_| "?".to_string(), |s| s.to_string()),
             dtype_name(array)
         )));
     }

@@ -12,9 +12,7 @@ use pyo3::prelude::*;
 /// ``DECODEKIT_NUM_THREADS`` environment variable, else the number of cores). Results never depend on it.
 #[pyfunction]
 fn set_num_threads(n: i64) -> PyResult<()> {
-    errors::core(decodekit_core::parallel::set_num_threads(arrays::count(
-        n, "n",
-    )?))
+    errors::core(decodekit_core::parallel::set_num_threads(arrays::count(n, "n")?))
 }
 
 /// The number of worker threads batched calls run on.
@@ -26,7 +24,9 @@ fn get_num_threads() -> PyResult<usize> {
 /// Raise a Rust panic inside a detached call (tests use it to prove panics become `DecodekitError`).
 #[pyfunction]
 fn _panic_for_testing(py: Python<'_>) -> PyResult<()> {
-    errors::detached(py, || -> decodekit_core::Result<()> { panic!("deliberate test panic") })
+    errors::detached(py, || -> decodekit_core::Result<()> {
+        panic!("deliberate test panic")
+    })
 }
 
 #[pymodule]

@@ -74,9 +74,7 @@ impl PyRng {
         format!("Rng(seed={}, position={})", self.seed, self.position())
     }
 
-    fn __reduce__<'py>(
-        slf: &Bound<'py, Self>,
-    ) -> PyResult<(Bound<'py, PyType>, Bound<'py, PyTuple>)> {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyType>, Bound<'py, PyTuple>)> {
         let this = slf.get();
         let args = PyTuple::new(slf.py(), [this.seed, this.position()])?;
         Ok((slf.get_type(), args))

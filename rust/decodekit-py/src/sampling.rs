@@ -34,9 +34,7 @@ fn probability_arg(value: f64, name: &str, open_low: bool) -> PyResult<f32> {
     };
     if !ok {
         let range = if open_low { "(0, 1]" } else { "[0, 1]" };
-        return Err(invalid_input(format!(
-            "{name} must be in {range}, got {value}"
-        )));
+        return Err(invalid_input(format!("{name} must be in {range}, got {value}")));
     }
     Ok(value as f32)
 }
@@ -50,7 +48,9 @@ fn row_seeds(
     function: &str,
 ) -> PyResult<Vec<u64>> {
     match (rng, seeds) {
-        (Some(_), Some(_)) => Err(invalid_input(format!("{function}: pass either rng= or seeds=, not both"))),
+        (Some(_), Some(_)) => Err(invalid_input(format!(
+            "{function}: pass either rng= or seeds=, not both"
+        ))),
         (Some(rng), None) => Ok(rng.get().spawn(m.rows)),
         (None, Some(seeds)) => seed_vector(seeds, m.rows, m.one_d),
         (None, None) if needed => Err(invalid_input(format!(

@@ -9,6 +9,46 @@
 use crate::error::Result;
 use crate::invalid;
 
+/// Define a function whose body is compiled twice, for the baseline target and with AVX2 enabled, and
+/// picked at run time. Both copies perform the same IEEE operations in the same order (Rust never fuses
+/// multiply-add on its own, and FMA is not enabled), so they return identical bits; AVX2 only makes the
+/// vectorized loops twice as wide.
+macro_rules! multiversion {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) -> $ret:ty $body:block) => {
+        $(#[$meta])* $vis fn $name($($arg: $ty),*) -> $ret {
+            #[inline(always)]
+            fn generic($($arg: $ty),*) -> $ret $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                fn avx2($($arg: $ty),*) -> $ret {
+                    generic($($arg),*)
+                }
+                if $crate::sampling::kernels::use_avx2() {
+                    // SAFETY: the CPU supports AVX2, checked just above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            generic($($arg),*)
+        }
+    };
+}
+pub(crate) use multiversion;
+
+/// Whether the AVX2 copies of the kernels run: the CPU has AVX2 and `DECODEKIT_DISABLE_AVX2` is not set
+/// (tests set it to prove that both copies give identical results).
+#[must_use]
+pub fn use_avx2() -> bool {
+    static USE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *USE.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        let detected = std::is_x86_feature_detected!("avx2");
+        #[cfg(not(target_arch = "x86_64"))]
+        let detected = false;
+        detected && std::env::var_os("DECODEKIT_DISABLE_AVX2").is_none()
+    })
+}
+
 /// Tokens per block of the block-sum tables used to locate a sampled token without a full prefix sum.
 pub const BLOCK: usize = 256;
 const LANES: usize = 8;
@@ -28,41 +68,54 @@ pub fn scan_row(values: &[f32], name: &str, row: usize) -> Result<RowStats> {
     if values.is_empty() {
         return invalid!("{name} has an empty row; rows must hold at least one value");
     }
-    let mut max = [f32::NEG_INFINITY; LANES];
-    let mut finite = [0usize; LANES];
-    let mut bad = [false; LANES];
-    let chunks = values.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        for j in 0..LANES {
-            let x = chunk[j];
-            max[j] = if x > max[j] { x } else { max[j] };
-            finite[j] += usize::from(x > f32::NEG_INFINITY);
-            // `!(x < inf)` is true for NaN and +inf alike.
-            bad[j] |= !(x < f32::INFINITY);
-        }
-    }
-    for (j, &x) in tail.iter().enumerate() {
-        max[j] = if x > max[j] { x } else { max[j] };
-        finite[j] += usize::from(x > f32::NEG_INFINITY);
-        bad[j] |= !(x < f32::INFINITY);
-    }
-    if bad.iter().any(|&b| b) {
+    let (max, finite, bad) = scan_lanes(values);
+    if bad {
         let (index, value) = values
             .iter()
             .enumerate()
-            .find(|(_, x)| !(**x < f32::INFINITY))
+            .find(|(_, x)| x.is_nan() || **x == f32::INFINITY)
             .expect("a bad value was seen");
         return invalid!(
             "{name} holds {value} at row {row}, index {index}; values must be finite or -inf (masked)"
         );
     }
-    let finite: usize = finite.iter().sum();
     if finite == 0 {
         return invalid!("{name} row {row} is all -inf; at least one token must stay possible");
     }
-    let max = max.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     Ok(RowStats { max, finite })
+}
+
+multiversion! {
+    /// Maximum, number of finite values and whether any value is NaN or `+inf`, in one branch-free pass.
+    fn scan_lanes(values: &[f32]) -> (f32, usize, bool) {
+        let mut max = [f32::NEG_INFINITY; LANES];
+        let mut finite = [0u32; LANES];
+        let mut bad = [0u32; LANES];
+        let mut counted = 0usize;
+        // u32 lane counters are flushed every 2^31 values so they cannot overflow.
+        for part in values.chunks(1 << 31) {
+            let chunks = part.chunks_exact(LANES);
+            let tail = chunks.remainder();
+            for chunk in chunks {
+                for j in 0..LANES {
+                    let x = chunk[j];
+                    max[j] = if x > max[j] { x } else { max[j] };
+                    finite[j] += u32::from(x > f32::NEG_INFINITY);
+                    // NaN fails both comparisons; +inf fails the first.
+                    bad[j] |= u32::from(x == f32::INFINITY || x.is_nan());
+                }
+            }
+            for (j, &x) in tail.iter().enumerate() {
+                max[j] = if x > max[j] { x } else { max[j] };
+                finite[j] += u32::from(x > f32::NEG_INFINITY);
+                bad[j] |= u32::from(x == f32::INFINITY || x.is_nan());
+            }
+            counted += finite.iter().map(|&c| c as usize).sum::<usize>();
+            finite = [0; LANES];
+        }
+        let max = max.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        (max, counted, bad.iter().any(|&b| b != 0))
+    }
 }
 
 /// `e^x` in single precision, for `x <= 88`, with relative error below `2e-7`; results under the smallest
@@ -77,18 +130,12 @@ pub fn exp_f32(x: f32) -> f32 {
     // ln 2 split in a part with few mantissa bits (exact products with n) and a correction (Cody-Waite).
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    let xc = if x < -87.5 {
-        -87.5
-    } else if x > 88.0 {
-        88.0
-    } else {
-        x
-    };
+    let xc = x.clamp(-87.5, 88.0);
     let t = xc * LOG2E + ROUNDER;
     let n = t - ROUNDER;
     let r = xc - n * LN2_HI - n * LN2_LO;
     // Minimax polynomial for e^r on [-ln2/2, ln2/2] (the Cephes single-precision coefficients).
-    let mut p = 1.987_569_1e-4_f32;
+    let mut p = 1.987_569e-4_f32;
     p = p * r + 1.398_199_9e-3;
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
@@ -105,6 +152,7 @@ pub fn exp_f32(x: f32) -> f32 {
     }
 }
 
+multiversion! {
 /// Write `e_i = exp((x_i - shift) * inv_temperature)` into `e` and the per-[`BLOCK`] sums of `e` (in
 /// double precision) into `blocks`. Returns the total mass.
 pub fn exp_and_block_sums(
@@ -121,16 +169,24 @@ pub fn exp_and_block_sums(
         for (o, &v) in eb.iter_mut().zip(xb) {
             *o = exp_f32((v - shift) * inv_temperature);
         }
-        let s = sum_f64(eb);
+        let s = sum_lanes(eb);
         blocks.push(s);
         total += s;
     }
     total
 }
+}
 
+multiversion! {
 /// The sum of `values` in double precision, in a fixed lane order.
 #[must_use]
 pub fn sum_f64(values: &[f32]) -> f64 {
+    sum_lanes(values)
+}
+}
+
+#[inline(always)]
+fn sum_lanes(values: &[f32]) -> f64 {
     let mut acc = [0.0f64; LANES];
     let chunks = values.chunks_exact(LANES);
     let tail = chunks.remainder();
@@ -145,26 +201,38 @@ pub fn sum_f64(values: &[f32]) -> f64 {
     acc.iter().sum()
 }
 
-/// The sum of the `values` that are at least `cut` (and whose `logits` are at least `logit_cut`).
-#[must_use]
-pub fn kept_sum_f64(values: &[f32], logits: &[f32], cut: f32, logit_cut: f32) -> f64 {
-    let mut acc = [0.0f64; LANES];
-    let chunks = values.chunks_exact(LANES).zip(logits.chunks_exact(LANES));
-    for (c, l) in chunks {
-        for j in 0..LANES {
-            let keep = c[j] >= cut && l[j] >= logit_cut;
-            acc[j] += if keep { f64::from(c[j]) } else { 0.0 };
+multiversion! {
+/// Per-[`BLOCK`] sums of the weights that are at least `cut` and whose logits are at least `logit_cut`
+/// (the mass that survives the sampling filters), written into `blocks`. Returns their total.
+pub fn kept_block_sums(weights: &[f32], logits: &[f32], cut: f32, logit_cut: f32, blocks: &mut Vec<f64>) -> f64 {
+    blocks.clear();
+    let mut total = 0.0;
+    for (wb, lb) in weights.chunks(BLOCK).zip(logits.chunks(BLOCK)) {
+        let mut acc = [0.0f64; LANES];
+        let chunks = wb.chunks_exact(LANES).zip(lb.chunks_exact(LANES));
+        for (w, l) in chunks {
+            for j in 0..LANES {
+                acc[j] += f64::from(keep_or_zero(w[j], l[j], cut, logit_cut));
+            }
         }
+        let start = wb.len() / LANES * LANES;
+        for (j, (&w, &l)) in wb[start..].iter().zip(&lb[start..]).enumerate() {
+            acc[j] += f64::from(keep_or_zero(w, l, cut, logit_cut));
+        }
+        let s: f64 = acc.iter().sum();
+        blocks.push(s);
+        total += s;
     }
-    let start = values.len() / LANES * LANES;
-    for (j, (&v, &l)) in values[start..].iter().zip(&logits[start..]).enumerate() {
-        acc[j] += if v >= cut && l >= logit_cut {
-            f64::from(v)
-        } else {
-            0.0
-        };
-    }
-    acc.iter().sum()
+    total
+}
+}
+
+/// `w` if the token survives the cut-offs, else `0`, through a bit mask rather than a branch: about half
+/// of the tokens near a top-p cut-off survive, in no predictable pattern.
+#[inline(always)]
+fn keep_or_zero(w: f32, logit: f32, cut: f32, logit_cut: f32) -> f32 {
+    let keep = u32::from(w >= cut) & u32::from(logit >= logit_cut);
+    f32::from_bits(w.to_bits() & keep.wrapping_neg())
 }
 
 /// Index of the first maximum of a row (ties go to the lowest id).
@@ -195,12 +263,7 @@ pub fn locate(blocks: &[f64], target: f64, weight: impl Fn(usize) -> f32) -> Opt
     (start..start + BLOCK).rev().find(|&i| weight(i) > 0.0)
 }
 
-fn locate_in_block(
-    b: usize,
-    mut cum: f64,
-    target: f64,
-    weight: &impl Fn(usize) -> f32,
-) -> Option<usize> {
+fn locate_in_block(b: usize, mut cum: f64, target: f64, weight: &impl Fn(usize) -> f32) -> Option<usize> {
     let start = b * BLOCK;
     let mut last = None;
     for i in start..start + BLOCK {
@@ -243,18 +306,7 @@ mod tests {
         assert!(scan_row(&[0.0, f32::NAN], "logits", 0).is_err());
         assert!(scan_row(&[0.0, f32::INFINITY], "logits", 0).is_err());
         let s = scan_row(
-            &[
-                1.0,
-                f32::NEG_INFINITY,
-                3.0,
-                2.0,
-                0.0,
-                0.0,
-                0.0,
-                0.0,
-                0.0,
-                -1.0,
-            ],
+            &[1.0, f32::NEG_INFINITY, 3.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0],
             "logits",
             0,
         )

@@ -16,7 +16,7 @@ use crate::error::Result;
 use crate::invalid;
 use crate::parallel::{for_each_row_mut, map_rows};
 use crate::rng::Philox;
-use kernels::{argmax_first, exp_and_block_sums, kept_sum_f64, locate, scan_row, RowStats, BLOCK};
+use kernels::{argmax_first, exp_and_block_sums, kept_block_sums, locate, scan_row, RowStats};
 use threshold::{kth_largest, top_p_cutoff};
 
 pub use without_replacement::{gumbel_top_k, stochastic_beam_search_step, BeamStep};
@@ -34,9 +34,7 @@ impl<'a> Rows<'a> {
     /// Check that `data` holds `rows * vocab` values and that rows are not empty.
     pub fn new(data: &'a [f32], rows: usize, vocab: usize, name: &'a str) -> Result<Self> {
         if vocab == 0 {
-            return invalid!(
-                "{name} has an empty last dimension; rows must hold at least one value"
-            );
+            return invalid!("{name} has an empty last dimension; rows must hold at least one value");
         }
         if rows.checked_mul(vocab) != Some(data.len()) {
             return invalid!(
@@ -101,9 +99,7 @@ pub(crate) fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
 /// Check a temperature: finite and `>= 0` (`0` means greedy).
 pub fn check_temperature(temperature: f32) -> Result<()> {
     if !(temperature >= 0.0 && temperature.is_finite()) {
-        return invalid!(
-            "temperature must be a finite number >= 0 (0 means greedy), got {temperature}"
-        );
+        return invalid!("temperature must be a finite number >= 0 (0 means greedy), got {temperature}");
     }
     Ok(())
 }
@@ -210,11 +206,7 @@ pub fn log_softmax(logits: Rows<'_>, temperature: f32, out: &mut [f32]) -> Resul
             let ties = row.iter().filter(|&&v| v == stats.max).count() as f64;
             let value = -(libm::log(ties) as f32);
             for (o, &v) in o.iter_mut().zip(row) {
-                *o = if v == stats.max {
-                    value
-                } else {
-                    f32::NEG_INFINITY
-                };
+                *o = if v == stats.max { value } else { f32::NEG_INFINITY };
             }
             return Ok(());
         }
@@ -334,13 +326,7 @@ fn cutoffs(
     weights: &mut [f32],
     s: &mut Scratch,
 ) -> Cutoffs {
-    let total = exp_and_block_sums(
-        row,
-        stats.max,
-        1.0 / params.temperature,
-        weights,
-        &mut s.blocks,
-    );
+    let total = exp_and_block_sums(row, stats.max, 1.0 / params.temperature, weights, &mut s.blocks);
     let mut cut = Cutoffs {
         weight: 0.0,
         logit: f32::MIN,
@@ -389,12 +375,7 @@ fn cutoffs(
 /// The filters apply in the order temperature, top-k, top-p, min-p (see [`SamplingParams`]); the token is
 /// then drawn from the kept tokens in proportion to `exp(logit / T)` by inverse transform with one
 /// 53-bit uniform.
-pub fn sample(
-    logits: Rows<'_>,
-    params: &SamplingParams,
-    seeds: &[u64],
-    out: &mut [i32],
-) -> Result<()> {
+pub fn sample(logits: Rows<'_>, params: &SamplingParams, seeds: &[u64], out: &mut [i32]) -> Result<()> {
     params.validate()?;
     check_out(out, logits.rows, "tokens (one per row)")?;
     if params.temperature > 0.0 {
@@ -418,16 +399,11 @@ fn sample_row(row: &[f32], stats: RowStats, params: &SamplingParams, seed: u64) 
         let mut weights = std::mem::take(&mut s.weights);
         weights.resize(row.len(), 0.0);
         let cut = cutoffs(row, &stats, params, &mut weights, s);
-        if cut.active {
-            s.blocks.clear();
-            s.blocks.extend(
-                weights
-                    .chunks(BLOCK)
-                    .zip(row.chunks(BLOCK))
-                    .map(|(w, l)| kept_sum_f64(w, l, cut.weight, cut.logit)),
-            );
-        }
-        let total: f64 = s.blocks.iter().sum();
+        let total = if cut.active {
+            kept_block_sums(&weights, row, cut.weight, cut.logit, &mut s.blocks)
+        } else {
+            s.blocks.iter().sum()
+        };
         let token = locate(&s.blocks, u * total, |i| {
             if weights[i] >= cut.weight && row[i] >= cut.logit {
                 weights[i]

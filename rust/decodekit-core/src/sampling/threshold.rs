@@ -7,6 +7,8 @@
 //! and keeps only that bucket's values. After three levels every bit of the cut-off is known, so the result
 //! is exactly the value a full sort would find, in linear time.
 
+use super::kernels::multiversion;
+
 /// Values per block when bounding the k-th largest value from block maxima.
 const BOUND_BLOCK: usize = 32;
 
@@ -64,30 +66,9 @@ fn crossing(hist: &[f64], target: f64, mut above: f64, fallback: bool) -> Option
 /// means "keep every token with positive weight".
 #[must_use]
 pub fn top_p_cutoff(weights: &[f32], target: f64, scratch: &mut Vec<f32>) -> Option<f32> {
-    // Level 1: the exponent bits (the sign bit is 0 for non-negative weights). Four interleaved
-    // histograms break the store-to-load dependency when neighbouring weights share a bucket.
-    let mut hist = [[0.0f64; 256]; 4];
-    let chunks = weights.chunks_exact(4);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for j in 0..4 {
-            hist[j][(c[j].to_bits() >> 23) as usize & 0xFF] += f64::from(c[j]);
-        }
-    }
-    for &w in tail {
-        hist[0][(w.to_bits() >> 23) as usize & 0xFF] += f64::from(w);
-    }
-    let merged: Vec<f64> = (0..256)
-        .map(|b| hist[0][b] + hist[1][b] + hist[2][b] + hist[3][b])
-        .collect();
+    let merged = exponent_histogram(weights);
     let (exponent, above) = crossing(&merged, target, 0.0, false)?;
-    scratch.clear();
-    scratch.extend(
-        weights
-            .iter()
-            .copied()
-            .filter(|w| w.to_bits() >> 23 == exponent),
-    );
+    select_exponent(weights, exponent, scratch);
 
     // Level 2: the 12 high mantissa bits.
     let mut hist = vec![0.0f64; 1 << 12];
@@ -104,6 +85,42 @@ pub fn top_p_cutoff(weights: &[f32], target: f64, scratch: &mut Vec<f32>) -> Opt
     }
     let (low, _) = crossing(&hist, target, above, true)?;
     Some(f32::from_bits((exponent << 23) | (high << 11) | low))
+}
+
+multiversion! {
+    /// Mass of the non-negative `weights` per exponent (the top 9 bits, sign included, are the bucket).
+    fn exponent_histogram(weights: &[f32]) -> Vec<f64> {
+        // Four interleaved histograms break the store-to-load dependency when neighbouring weights
+        // share a bucket (they usually do).
+        let mut hist = [[0.0f64; 256]; 4];
+        let chunks = weights.chunks_exact(4);
+        let tail = chunks.remainder();
+        for c in chunks {
+            for j in 0..4 {
+                hist[j][(c[j].to_bits() >> 23) as usize & 0xFF] += f64::from(c[j]);
+            }
+        }
+        for &w in tail {
+            hist[0][(w.to_bits() >> 23) as usize & 0xFF] += f64::from(w);
+        }
+        (0..256).map(|b| hist[0][b] + hist[1][b] + hist[2][b] + hist[3][b]).collect()
+    }
+}
+
+multiversion! {
+    /// Copy the weights whose exponent is `exponent` into `out`, without a data-dependent branch (the
+    /// survivors are a random-looking subset, which a branch would mispredict half the time).
+    fn select_exponent(weights: &[f32], exponent: u32, out: &mut Vec<f32>) -> () {
+        out.clear();
+        out.resize(weights.len() + 1, 0.0);
+        let mut len = 0;
+        for &w in weights {
+            out[len] = w;
+            // `len` never exceeds the number of weights seen, so `out[len]` stays in bounds.
+            len += usize::from(w.to_bits() >> 23 == exponent);
+        }
+        out.truncate(len);
+    }
 }
 
 #[cfg(test)]

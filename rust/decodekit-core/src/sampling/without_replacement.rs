@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::invalid;
 use crate::parallel::{for_each_row_mut, map_rows};
 use crate::rng::Philox;
-use crate::sampling::kernels::{exp_f32, scan_row, sum_f64, BLOCK};
+use crate::sampling::kernels::{exp_and_block_sums, scan_row, sum_f64, BLOCK};
 use crate::sampling::threshold::kth_largest;
 use crate::sampling::{check_seeds, check_temperature, Rows};
 
@@ -46,20 +46,18 @@ impl<'a> MassTable<'a> {
     }
 
     fn fill(&mut self) {
-        self.blocks.clear();
-        for (vb, wb) in self
-            .values
-            .chunks(BLOCK)
-            .zip(self.weights.chunks_mut(BLOCK))
-        {
-            for (w, &v) in wb.iter_mut().zip(vb) {
-                *w = exp_f32((v - self.shift) * self.scale);
-            }
-        }
+        exp_and_block_sums(
+            self.values,
+            self.shift,
+            self.scale,
+            &mut self.weights,
+            &mut self.blocks,
+        );
         for &t in &self.taken {
             self.weights[t] = 0.0;
+            let b = t / BLOCK;
+            self.blocks[b] = block_sum(&self.weights, b);
         }
-        self.blocks.extend(self.weights.chunks(BLOCK).map(sum_f64));
     }
 
     /// The remaining mass, after recomputing the weights around the largest remaining value if it has
@@ -88,9 +86,7 @@ impl<'a> MassTable<'a> {
         let weights = &self.weights;
         let i = super::kernels::locate(&self.blocks, u * total, |i| weights[i])?;
         self.weights[i] = 0.0;
-        let b = i / BLOCK;
-        self.blocks[b] =
-            sum_f64(&self.weights[b * BLOCK..((b + 1) * BLOCK).min(self.weights.len())]);
+        self.blocks[i / BLOCK] = block_sum(&self.weights, i / BLOCK);
         self.taken.push(i);
         Some(i)
     }
@@ -205,14 +201,9 @@ pub fn stochastic_beam_search_step(
             beam_gumbels.len()
         );
     }
-    for (name, values) in [
-        ("beam_log_probs", beam_log_probs),
-        ("beam_gumbels", beam_gumbels),
-    ] {
+    for (name, values) in [("beam_log_probs", beam_log_probs), ("beam_gumbels", beam_gumbels)] {
         if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return invalid!(
-                "{name}[{i}] is {v}; beam log probabilities and scores must be finite"
-            );
+            return invalid!("{name}[{i}] is {v}; beam log probabilities and scores must be finite");
         }
     }
     let per_beam = map_rows(width, |i| {
@@ -254,11 +245,7 @@ pub fn stochastic_beam_search_step(
     let mut all: Vec<(f64, usize, usize)> = per_beam
         .iter()
         .enumerate()
-        .flat_map(|(i, (_, children))| {
-            children
-                .iter()
-                .map(move |&(score, token)| (score, i, token))
-        })
+        .flat_map(|(i, (_, children))| children.iter().map(move |&(score, token)| (score, i, token)))
         .collect();
     all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     all.truncate(k);
@@ -271,6 +258,11 @@ pub fn stochastic_beam_search_step(
         step.scores.push(score);
     }
     Ok(step)
+}
+
+/// The sum of block `b` of `weights`.
+fn block_sum(weights: &[f32], b: usize) -> f64 {
+    sum_f64(&weights[b * BLOCK..((b + 1) * BLOCK).min(weights.len())])
 }
 
 /// `ln(e^a + e^b)` without overflow.

@@ -1,0 +1,1 @@
+"""Benchmarks of decodekit against torch and numpy reference implementations."""

@@ -1,0 +1,1 @@
+"""Plain reference implementations that the benchmarks compare decodekit against."""

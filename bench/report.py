@@ -1,0 +1,153 @@
+"""Turn pytest-benchmark JSON into a Markdown ratio table for docs/BENCHMARKS.md.
+
+Usage::
+
+    python -m pytest bench --benchmark-only --benchmark-json=bench.json
+    python bench/report.py bench.json
+
+For every ``benchmark.group`` it lists each implementation's median time and how the reference medians
+compare with decodekit's (``reference_median / decodekit_median``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BASELINE = "decodekit"
+# Table order within a group; implementations not listed here follow, alphabetically.
+IMPL_ORDER = ("decodekit", "torch", "numpy", "torch_topk_only")
+
+
+@dataclass(frozen=True)
+class Result:
+    """One benchmark's median, filed under its group and implementation."""
+
+    group: str
+    impl: str
+    name: str
+    median_s: float
+    rounds: int
+
+
+def load(path: Path) -> tuple[dict[str, Any], list[Result]]:
+    """Read a ``--benchmark-json`` file: its header (machine info, datetime) and its results."""
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    results = [
+        Result(
+            group=bench.get("group") or "(no group)",
+            # Older runs or foreign benchmarks may lack the tag; the test name still identifies them.
+            impl=str(bench.get("extra_info", {}).get("impl", bench["name"])),
+            name=bench["name"],
+            median_s=float(bench["stats"]["median"]),
+            rounds=int(bench["stats"]["rounds"]),
+        )
+        for bench in data.get("benchmarks", [])
+    ]
+    return data, results
+
+
+def format_time(seconds: float) -> str:
+    """A duration in the largest unit that keeps it at least 1, to three significant digits (``25.2 ms``)."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            value = seconds / scale
+            decimals = 2 if value < 10 else 1 if value < 100 else 0
+            return f"{value:.{decimals}f} {unit}"
+    return f"{seconds / 1e-9:.0f} ns"
+
+
+def compare(reference_s: float, decodekit_s: float) -> str:
+    """Say how decodekit compares with one reference, as ``reference_median / decodekit_median``."""
+    ratio = reference_s / decodekit_s
+    if ratio >= 1.0:
+        return f"decodekit is {ratio:.1f}x faster"
+    # A ratio below 1 reads badly as "0.8x faster"; say slower, by the inverse ratio.
+    return f"decodekit is {1.0 / ratio:.1f}x slower"
+
+
+def _impl_key(result: Result) -> tuple[int, str]:
+    rank = IMPL_ORDER.index(result.impl) if result.impl in IMPL_ORDER else len(IMPL_ORDER)
+    return rank, result.impl
+
+
+def group_results(results: Iterable[Result]) -> dict[str, list[Result]]:
+    """Results by group, groups in the order they first appear, implementations in table order."""
+    groups: dict[str, list[Result]] = {}
+    for result in results:
+        groups.setdefault(result.group, []).append(result)
+    return {group: sorted(members, key=_impl_key) for group, members in groups.items()}
+
+
+def _thread_counts(results: Sequence[Mapping[str, Any]]) -> str:
+    counts: dict[str, set[int]] = {}
+    for bench in results:
+        for key, value in bench.get("extra_info", {}).items():
+            if key.endswith("_num_threads"):
+                counts.setdefault(key.removesuffix("_num_threads"), set()).add(int(value))
+    return ", ".join(
+        f"{lib} {'/'.join(str(n) for n in sorted(values))}" for lib, values in sorted(counts.items())
+    )
+
+
+def render(header: Mapping[str, Any], groups: Mapping[str, Sequence[Result]]) -> str:
+    """The Markdown block: a line on the machine and the run, then one table over all groups."""
+    machine: Mapping[str, Any] = header.get("machine_info", {})
+    cpu: Mapping[str, Any] = machine.get("cpu", {})
+    cpu_desc = str(cpu.get("brand_raw") or machine.get("processor") or "unknown CPU")
+    if cpu.get("count"):
+        cpu_desc += f", {cpu['count']} logical cores"
+    python = f"{machine.get('python_implementation', 'Python')} {machine.get('python_version', '?')}"
+    lines = [
+        f"- Machine: {cpu_desc}",
+        f"- Python: {python}; {machine.get('system', '')} {machine.get('release', '')}".rstrip(),
+        f"- Run: {header.get('datetime', 'unknown date')}",
+    ]
+    threads = _thread_counts(header.get("benchmarks", []))
+    if threads:
+        lines.append(f"- Threads (library defaults): {threads}")
+    lines += [
+        "",
+        "| Group | Implementation | Median | Rounds | Reference / decodekit |",
+        "|---|---|---:|---:|---|",
+    ]
+    for group, members in groups.items():
+        baseline = next((r for r in members if r.impl == BASELINE), None)
+        for result in members:
+            if result.impl == BASELINE:
+                verdict = "baseline"
+            elif baseline is None:
+                verdict = "n/a (no decodekit result in this group)"
+            else:
+                verdict = compare(result.median_s, baseline.median_s)
+            median = format_time(result.median_s)
+            lines.append(f"| `{group}` | {result.impl} | {median} | {result.rounds} | {verdict} |")
+    if any(r.impl == "torch_topk_only" for members in groups.values() for r in members):
+        lines += [
+            "",
+            "`torch_topk_only` is `torch.topk` alone on logits with the Gumbel noise already added: a lower "
+            "bound for any torch Gumbel-top-k, not a sampler (it draws no fresh noise).",
+        ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the Markdown report for the JSON file named on the command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("json_path", type=Path, help="output of pytest --benchmark-json")
+    args = parser.parse_args(argv)
+    header, results = load(args.json_path)
+    if not results:
+        print(f"{args.json_path}: no benchmarks in this file", file=sys.stderr)
+        return 1
+    print(render(header, group_results(results)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
