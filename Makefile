@@ -56,7 +56,7 @@ lint: $(STAMP_LINT) build-dev ## cargo fmt/clippy, ruff, mypy --strict, stubtest
 	$(PY) -m ruff check python tests bench
 	$(PY) -m ruff format --check python tests bench
 	$(PY) -m mypy --strict python/decodekit
-	$(PY) -m mypy.stubtest decodekit._core --allowlist stubtest-allowlist.txt
+	$(PY) -m mypy.stubtest decodekit._core
 
 .PHONY: fmt
 fmt: $(STAMP_LINT) ## Format Rust and Python sources

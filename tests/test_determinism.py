@@ -5,15 +5,14 @@ from __future__ import annotations
 import copy
 import os
 import pathlib
+import pickle
 import subprocess
 import sys
-import pickle
 from collections.abc import Iterator
 
+import decodekit as dk
 import numpy as np
 import pytest
-
-import decodekit as dk
 
 
 @pytest.fixture
@@ -43,7 +42,9 @@ def test_rows_do_not_depend_on_their_batch(logits: np.ndarray) -> None:
     np.testing.assert_array_equal(whole, singles)
     # Reordering and sub-batching the rows with their seeds changes nothing for any row.
     order = np.random.default_rng(0).permutation(12)
-    np.testing.assert_array_equal(dk.sample(logits[order], top_k=100, min_p=0.01, seeds=seeds[order]), whole[order])
+    np.testing.assert_array_equal(
+        dk.sample(logits[order], top_k=100, min_p=0.01, seeds=seeds[order]), whole[order]
+    )
     drafted = dk.gumbel_top_k(logits, 5, seeds=seeds)
     np.testing.assert_array_equal(dk.gumbel_top_k(logits[3:5], 5, seeds=seeds[3:5]), drafted[3:5])
 
@@ -64,9 +65,7 @@ def test_thread_count_does_not_change_results(logits: np.ndarray) -> None:
 def test_rng_draws_are_pinned() -> None:
     # Golden values: the generator is Philox4x32-10 and must never change between versions or platforms.
     rng = dk.Rng(0)
-    np.testing.assert_array_equal(
-        rng.spawn_seeds(3), np.array(GOLDEN_SEEDS, dtype=np.uint64)
-    )
+    np.testing.assert_array_equal(rng.spawn_seeds(3), np.array(GOLDEN_SEEDS, dtype=np.uint64))
     assert rng.position == 3
     row = np.linspace(-2, 2, 50, dtype=np.float32)
     assert dk.sample(row, seeds=12345) == GOLDEN_TOKEN
@@ -82,7 +81,8 @@ def test_rng_advances_and_resumes() -> None:
     np.testing.assert_array_equal(clone.spawn_seeds(3), copy.copy(rng).spawn_seeds(3))
     u = dk.Rng(1).random(10_000)
     assert u.dtype == np.float64
-    assert 0.0 <= u.min() and u.max() < 1.0
+    assert u.min() >= 0.0
+    assert u.max() < 1.0
     assert abs(u.mean() - 0.5) < 0.02
 
 

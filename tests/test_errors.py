@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import decodekit as dk
 import numpy as np
 import pytest
-
-import decodekit as dk
 
 GOOD = np.array([[0.5, 1.0, -1.0, 0.0], [1.0, 2.0, 3.0, 4.0]], dtype=np.float32)
 SEEDS = np.array([1, 2], dtype=np.uint64)
@@ -49,11 +48,31 @@ CASES: list[tuple[str, Callable[[], Any], str]] = [
     ("negative Rng seed", lambda: dk.Rng(-1), "seed must be an integer"),
     ("float Rng seed", lambda: dk.Rng(1.5), "seed must be an int"),  # type: ignore[arg-type]
     ("out wrong shape", lambda: dk.softmax(GOOD, out=np.empty((2, 3), np.float32)), "out must have shape"),
-    ("out wrong dtype", lambda: dk.top_k_mask(GOOD, 1, out=np.empty((2, 4), np.float32)), "out must have dtype"),
-    ("beam lengths", lambda: dk.stochastic_beam_search_step(np.zeros(3), np.zeros(2), GOOD, 2, dk.Rng(0)), "same length"),
-    ("beam NaN", lambda: dk.stochastic_beam_search_step(np.array([0.0, np.nan]), np.zeros(2), GOOD, 2, dk.Rng(0)), "beam_log_probs[1]"),
-    ("beam k too big", lambda: dk.stochastic_beam_search_step(np.zeros(2), np.zeros(2), GOOD, 9, dk.Rng(0)), "k = 9"),
-    ("beam 1-D children", lambda: dk.stochastic_beam_search_step(np.zeros(1), np.zeros(1), GOOD[0], 1, dk.Rng(0)), "2-D"),
+    (
+        "out wrong dtype",
+        lambda: dk.top_k_mask(GOOD, 1, out=np.empty((2, 4), np.float32)),
+        "out must have dtype",
+    ),
+    (
+        "beam lengths",
+        lambda: dk.stochastic_beam_search_step(np.zeros(3), np.zeros(2), GOOD, 2, dk.Rng(0)),
+        "same length",
+    ),
+    (
+        "beam NaN",
+        lambda: dk.stochastic_beam_search_step(np.array([0.0, np.nan]), np.zeros(2), GOOD, 2, dk.Rng(0)),
+        "beam_log_probs[1]",
+    ),
+    (
+        "beam k too big",
+        lambda: dk.stochastic_beam_search_step(np.zeros(2), np.zeros(2), GOOD, 9, dk.Rng(0)),
+        "k = 9",
+    ),
+    (
+        "beam 1-D children",
+        lambda: dk.stochastic_beam_search_step(np.zeros(1), np.zeros(1), GOOD[0], 1, dk.Rng(0)),
+        "2-D",
+    ),
 ]
 
 
@@ -98,5 +117,7 @@ def test_array_likes_are_accepted() -> None:
 def test_rust_panic_becomes_decodekit_error() -> None:
     from decodekit import _core
 
-    with pytest.raises(dk.DecodekitError, match="internal error in decodekit: a Rust panic: deliberate test panic"):
+    with pytest.raises(
+        dk.DecodekitError, match="internal error in decodekit: a Rust panic: deliberate test panic"
+    ):
         _core._panic_for_testing()

@@ -9,13 +9,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Hashable, Mapping
 
+import decodekit as dk
 import numpy as np
 import numpy.typing as npt
 import pytest
-from scipy import stats
-
-import decodekit as dk
 import reference
+from scipy import stats
 
 DRAWS = 200_000
 ALPHA = 0.001
@@ -127,7 +126,9 @@ def test_beam_search_step_from_one_beam_samples_without_replacement() -> None:
     assert chi_square_p(counts, exact) > ALPHA
     # The second score against the one the literal truncation algorithm gives (two-sample KS).
     gen = np.random.default_rng(7)
-    ref_scores = [reference.stochastic_beam_search_step([0.0], [0.25], child, 3, gen)[3][1] for _ in range(20_000)]
+    ref_scores = [
+        reference.stochastic_beam_search_step([0.0], [0.25], child, 3, gen)[3][1] for _ in range(20_000)
+    ]
     assert stats.ks_2samp(second_scores, ref_scores).pvalue > ALPHA
 
 

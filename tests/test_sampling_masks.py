@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import decodekit as dk
 import numpy as np
 import numpy.typing as npt
 import pytest
+import reference
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-
-import decodekit as dk
-import reference
 
 NEG_INF = float("-inf")
 
@@ -31,7 +30,9 @@ def logit_rows(draw: st.DrawFn, max_vocab: int = 80) -> npt.NDArray[np.float32]:
 temperatures = st.sampled_from([0.0, 0.3, 0.7, 1.0, 1.5, 4.0])
 
 
-def assert_between(got: npt.NDArray[np.bool_], must: npt.NDArray[np.bool_], may: npt.NDArray[np.bool_]) -> None:
+def assert_between(
+    got: npt.NDArray[np.bool_], must: npt.NDArray[np.bool_], may: npt.NDArray[np.bool_]
+) -> None:
     missing = np.nonzero(must & ~got)[0]
     extra = np.nonzero(got & ~may)[0]
     assert missing.size == 0, f"tokens {missing} must be kept"
@@ -79,7 +80,7 @@ def test_masks_equal_reference_exactly_when_far_from_ties() -> None:
             np.testing.assert_array_equal(mask, reference.top_p_mask(row, p))
     got = dk.min_p_mask(logits, 0.05, temperature=2.0)
     for row, mask in zip(logits, got, strict=True):
-        must, may = reference.min_p_bounds(row, 0.05, 2.0, rtol=0.0)
+        must, _may = reference.min_p_bounds(row, 0.05, 2.0, rtol=0.0)
         np.testing.assert_array_equal(mask, must)
 
 

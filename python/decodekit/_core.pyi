@@ -1,9 +1,34 @@
 """Type stubs of the decodekit._core extension (checked by ``python -m mypy.stubtest decodekit._core``)."""
 
+from typing import final
 
 import numpy as np
 import numpy.typing as npt
 
+__all__ = [
+    "CorruptStateError",
+    "DecodekitError",
+    "GrammarError",
+    "InvalidInputError",
+    "KernelUnavailableError",
+    "ResourceLimitError",
+    "Rng",
+    "UnsupportedSchemaError",
+    "VocabularyError",
+    "__version__",
+    "_panic_for_testing",
+    "get_num_threads",
+    "gumbel_top_k",
+    "log_softmax",
+    "min_p_mask",
+    "sample",
+    "sampling_mask",
+    "set_num_threads",
+    "softmax",
+    "stochastic_beam_search_step",
+    "top_k_mask",
+    "top_p_mask",
+]
 __version__: str
 
 class DecodekitError(Exception): ...
@@ -15,6 +40,7 @@ class CorruptStateError(DecodekitError, ValueError): ...
 class ResourceLimitError(DecodekitError): ...
 class KernelUnavailableError(DecodekitError, RuntimeError): ...
 
+@final
 class Rng:
     """Counter-based random generator (Philox4x32-10) keyed by a 64-bit seed."""
 

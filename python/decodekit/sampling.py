@@ -41,13 +41,13 @@ def stochastic_beam_search_step(
 
     The children receive perturbed scores ``G_ij ~ Gumbel(phi_ij)`` *conditioned on* ``max_j G_ij = G_i``,
     so a child never outranks its parent and the scores stay consistent down the tree; Kool et al. obtain
-    them by sampling unconditioned ``G'_ij`` with maximum ``Z_i`` and setting ``G_ij = -log(exp(-G_i) -
-    exp(-Z_i) + exp(-G'_ij))``. The step keeps the ``k`` children with the largest ``G_ij`` over all
-    beams. Here the at most ``k`` best children of each beam are drawn top-down instead, which gives the
-    same distribution in ``O(V + k)`` per beam: the best child of beam ``i`` is ``softmax(child_log_probs[i])``
-    distributed and scores exactly ``G_i``; after removing the children drawn so far, the next child is
-    drawn from the softmax over the rest, and its score is a Gumbel with location ``phi_i + logsumexp(rest)``
-    truncated below the previous score, ``-log(exp(-prev) + exp(-g))``.
+    them by sampling unconditioned ``G'_ij`` with maximum ``Z_i`` and setting
+    ``G_ij = -log(exp(-G_i) - exp(-Z_i) + exp(-G'_ij))``. The step keeps the ``k`` children with the
+    largest ``G_ij`` over all beams. Here the at most ``k`` best children of each beam are drawn top-down
+    instead, which gives the same distribution in ``O(V + k)`` per beam: the best child of beam ``i`` is
+    distributed as ``softmax(child_log_probs[i])`` and scores exactly ``G_i``; after removing the children
+    drawn so far, the next child is drawn from the softmax over the rest, and its score is a Gumbel with
+    location ``phi_i + logsumexp(rest)`` truncated below the previous score, ``-log(exp(-prev) + exp(-g))``.
 
     Beams whose children are all ``-inf`` contribute none. ``k`` may not exceed the number of finite
     children. Randomness: one seed is drawn from ``rng`` per call, beam ``i`` uses stream ``i`` of it.

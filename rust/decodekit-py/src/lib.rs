@@ -1,5 +1,5 @@
-//! `decodekit._core`: the PyO3 extension module. Argument checking, numpy conversion, GIL release and
-//! error mapping only; every algorithm lives in `decodekit-core`.
+//! `decodekit._core`: the extension module built with `PyO3`. Argument checking, numpy conversion, GIL
+//! release and error mapping only; every algorithm lives in `decodekit-core`.
 
 mod arrays;
 mod errors;

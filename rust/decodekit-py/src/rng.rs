@@ -34,7 +34,7 @@ impl PyRng {
 #[pymethods]
 impl PyRng {
     #[new]
-    #[pyo3(signature = (seed, position = None))]
+    #[pyo3(signature = (seed, position = None), text_signature = "(seed, position=0)")]
     fn new(seed: &Bound<'_, PyAny>, position: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
         let position = position.map_or(Ok(0), |p| seed_int(p, "position"))?;
         Ok(Self {

@@ -25,7 +25,7 @@ pub use without_replacement::{gumbel_top_k, stochastic_beam_search_step, BeamSte
 #[derive(Debug, Clone, Copy)]
 pub struct Rows<'a> {
     data: &'a [f32],
-    rows: usize,
+    row_count: usize,
     vocab: usize,
     name: &'a str,
 }
@@ -44,7 +44,7 @@ impl<'a> Rows<'a> {
         }
         Ok(Self {
             data,
-            rows,
+            row_count: rows,
             vocab,
             name,
         })
@@ -53,7 +53,7 @@ impl<'a> Rows<'a> {
     /// Number of rows.
     #[must_use]
     pub fn rows(&self) -> usize {
-        self.rows
+        self.row_count
     }
 
     /// Width of a row (the vocabulary size).
@@ -173,8 +173,8 @@ impl SamplingParams {
 /// result is the limit: the argmax set shares the mass equally.
 pub fn softmax(logits: Rows<'_>, temperature: f32, out: &mut [f32]) -> Result<()> {
     check_temperature(temperature)?;
-    check_out(out, logits.rows * logits.vocab, "probabilities")?;
-    for_each_row_mut(out, logits.rows, |i, o| {
+    check_out(out, logits.rows() * logits.vocab, "probabilities")?;
+    for_each_row_mut(out, logits.rows(), |i, o| {
         let stats = logits.scan(i)?;
         let row = logits.row(i);
         if temperature == 0.0 {
@@ -198,8 +198,8 @@ pub fn softmax(logits: Rows<'_>, temperature: f32, out: &mut [f32]) -> Result<()
 /// With temperature `0` the argmax set gets `-ln(ties)` and every other token `-inf`.
 pub fn log_softmax(logits: Rows<'_>, temperature: f32, out: &mut [f32]) -> Result<()> {
     check_temperature(temperature)?;
-    check_out(out, logits.rows * logits.vocab, "log-probabilities")?;
-    for_each_row_mut(out, logits.rows, |i, o| {
+    check_out(out, logits.rows() * logits.vocab, "log-probabilities")?;
+    for_each_row_mut(out, logits.rows(), |i, o| {
         let stats = logits.scan(i)?;
         let row = logits.row(i);
         if temperature == 0.0 {
@@ -227,8 +227,8 @@ pub fn log_softmax(logits: Rows<'_>, temperature: f32, out: &mut [f32]) -> Resul
 /// finite logit (ties at the cut-off kept). `k == 0` or `k >=` the number of finite logits keeps every
 /// finite logit. Masked (`-inf`) tokens are never kept.
 pub fn top_k_mask(logits: Rows<'_>, k: usize, out: &mut [bool]) -> Result<()> {
-    check_out(out, logits.rows * logits.vocab, "flags")?;
-    for_each_row_mut(out, logits.rows, |i, o| {
+    check_out(out, logits.rows() * logits.vocab, "flags")?;
+    for_each_row_mut(out, logits.rows(), |i, o| {
         let stats = logits.scan(i)?;
         let row = logits.row(i);
         let cut = logit_cutoff(row, &stats, k);
@@ -255,14 +255,14 @@ fn logit_cutoff(row: &[f32], stats: &RowStats, k: usize) -> f32 {
 pub fn top_p_mask(logits: Rows<'_>, top_p: f32, temperature: f32, out: &mut [bool]) -> Result<()> {
     check_top_p(top_p)?;
     check_temperature(temperature)?;
-    check_out(out, logits.rows * logits.vocab, "flags")?;
+    check_out(out, logits.rows() * logits.vocab, "flags")?;
     let params = SamplingParams {
         temperature,
         top_k: 0,
         top_p,
         min_p: 0.0,
     };
-    for_each_row_mut(out, logits.rows, |i, o| mask_row(logits, i, &params, o))
+    for_each_row_mut(out, logits.rows(), |i, o| mask_row(logits, i, &params, o))
 }
 
 /// Fill `out` with the min-p keep-mask of `softmax(logits / temperature)`: tokens whose probability is
@@ -270,21 +270,21 @@ pub fn top_p_mask(logits: Rows<'_>, top_p: f32, temperature: f32, out: &mut [boo
 pub fn min_p_mask(logits: Rows<'_>, min_p: f32, temperature: f32, out: &mut [bool]) -> Result<()> {
     check_min_p(min_p)?;
     check_temperature(temperature)?;
-    check_out(out, logits.rows * logits.vocab, "flags")?;
+    check_out(out, logits.rows() * logits.vocab, "flags")?;
     let params = SamplingParams {
         temperature,
         top_k: 0,
         top_p: 1.0,
         min_p,
     };
-    for_each_row_mut(out, logits.rows, |i, o| mask_row(logits, i, &params, o))
+    for_each_row_mut(out, logits.rows(), |i, o| mask_row(logits, i, &params, o))
 }
 
 /// Fill `out` with the combined keep-mask of `params` (what [`sample`] draws from).
 pub fn sampling_mask(logits: Rows<'_>, params: &SamplingParams, out: &mut [bool]) -> Result<()> {
     params.validate()?;
-    check_out(out, logits.rows * logits.vocab, "flags")?;
-    for_each_row_mut(out, logits.rows, |i, o| mask_row(logits, i, params, o))
+    check_out(out, logits.rows() * logits.vocab, "flags")?;
+    for_each_row_mut(out, logits.rows(), |i, o| mask_row(logits, i, params, o))
 }
 
 fn mask_row(logits: Rows<'_>, i: usize, params: &SamplingParams, out: &mut [bool]) -> Result<()> {
@@ -377,22 +377,22 @@ fn cutoffs(
 /// 53-bit uniform.
 pub fn sample(logits: Rows<'_>, params: &SamplingParams, seeds: &[u64], out: &mut [i32]) -> Result<()> {
     params.validate()?;
-    check_out(out, logits.rows, "tokens (one per row)")?;
+    check_out(out, logits.rows(), "tokens (one per row)")?;
     if params.temperature > 0.0 {
-        check_seeds(seeds, logits.rows)?;
+        check_seeds(seeds, logits.rows())?;
     }
-    let tokens = map_rows(logits.rows, |i| {
+    let tokens = map_rows(logits.rows(), |i| {
         let seed = seeds.get(i).copied().unwrap_or(0);
-        sample_row(logits.row(i), logits.scan(i)?, params, seed)
+        Ok(sample_row(logits.row(i), logits.scan(i)?, params, seed))
     })?;
     out.copy_from_slice(&tokens);
     Ok(())
 }
 
 /// Sample one row whose statistics are already known.
-fn sample_row(row: &[f32], stats: RowStats, params: &SamplingParams, seed: u64) -> Result<i32> {
+fn sample_row(row: &[f32], stats: RowStats, params: &SamplingParams, seed: u64) -> i32 {
     if params.temperature == 0.0 {
-        return Ok(argmax_first(row, stats.max) as i32);
+        return argmax_first(row, stats.max) as i32;
     }
     let u = Philox::new(seed, 0).next_f64();
     let token = with_scratch(|s| {
@@ -415,5 +415,5 @@ fn sample_row(row: &[f32], stats: RowStats, params: &SamplingParams, seed: u64) 
         token
     });
     // The largest logit always has weight 1 and survives every filter, so a token is always found.
-    Ok(token.unwrap_or_else(|| argmax_first(row, stats.max)) as i32)
+    token.unwrap_or_else(|| argmax_first(row, stats.max)) as i32
 }
