@@ -20,16 +20,12 @@ pub fn kth_largest(values: &[f32], k: usize, scratch: &mut Vec<f32>) -> f32 {
     scratch.clear();
     let blocks = values.len().div_ceil(BOUND_BLOCK);
     if k * 4 <= blocks {
-        scratch.extend(
-            values
-                .chunks(BOUND_BLOCK)
-                .map(|c| c.iter().copied().fold(f32::NEG_INFINITY, f32::max)),
-        );
+        block_maxima(values, scratch);
         let (_, bound, _) = scratch.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
         // At least k values (the maxima of k blocks) are >= bound, so the k-th largest is >= bound.
         let bound = *bound;
         scratch.clear();
-        scratch.extend(values.iter().copied().filter(|&v| v >= bound));
+        select_at_least(values, bound, scratch);
     } else {
         scratch.extend(values.iter().copied().filter(|&v| v > f32::NEG_INFINITY));
     }
@@ -85,6 +81,45 @@ pub fn top_p_cutoff(weights: &[f32], target: f64, scratch: &mut Vec<f32>) -> Opt
     }
     let (low, _) = crossing(&hist, target, above, true)?;
     Some(f32::from_bits((exponent << 23) | (high << 11) | low))
+}
+
+multiversion! {
+    /// Append the values `>= bound` to `out`. Few values pass, so whole groups of eight are tested with
+    /// one vector comparison and only groups holding a survivor are looked at one by one.
+    fn select_at_least(values: &[f32], bound: f32, out: &mut Vec<f32>) -> () {
+        let chunks = values.chunks_exact(8);
+        let tail = chunks.remainder();
+        for c in chunks {
+            let mut any = 0u32;
+            for &v in c {
+                any |= u32::from(v >= bound);
+            }
+            if any != 0 {
+                out.extend(c.iter().copied().filter(|&v| v >= bound));
+            }
+        }
+        out.extend(tail.iter().copied().filter(|&v| v >= bound));
+    }
+}
+
+multiversion! {
+    /// Append the maximum of every [`BOUND_BLOCK`] values to `out` (`-inf` for an all-`-inf` block).
+    fn block_maxima(values: &[f32], out: &mut Vec<f32>) -> () {
+        for block in values.chunks(BOUND_BLOCK) {
+            let mut lanes = [f32::NEG_INFINITY; 8];
+            let chunks = block.chunks_exact(8);
+            let tail = chunks.remainder();
+            for c in chunks {
+                for j in 0..8 {
+                    lanes[j] = if c[j] > lanes[j] { c[j] } else { lanes[j] };
+                }
+            }
+            for (j, &v) in tail.iter().enumerate() {
+                lanes[j] = if v > lanes[j] { v } else { lanes[j] };
+            }
+            out.push(lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+        }
+    }
 }
 
 multiversion! {
