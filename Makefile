@@ -46,8 +46,11 @@ test: build-dev ## Build, then run cargo test and pytest (what CI runs)
 	$(PY) -m pytest bench --benchmark-disable -q
 
 .PHONY: bench
-bench: build-dev $(STAMP_BENCH) ## Measure the benchmarks against torch/numpy references
-	$(PY) -m pytest bench --benchmark-only --benchmark-columns=min,median,mean,rounds --benchmark-sort=name -q
+bench: build-dev $(STAMP_BENCH) ## Measure the benchmarks against torch/numpy references, print ratios
+	mkdir -p .benchmarks
+	$(PY) -m pytest bench --benchmark-only --benchmark-columns=min,median,rounds --benchmark-sort=name \
+		--benchmark-json=.benchmarks/latest.json -q
+	$(PY) bench/report.py .benchmarks/latest.json
 
 .PHONY: lint
 lint: $(STAMP_LINT) build-dev ## cargo fmt/clippy, ruff, mypy --strict, stubtest

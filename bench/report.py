@@ -26,12 +26,13 @@ IMPL_ORDER = ("decodekit", "torch", "numpy", "torch_topk_only")
 
 @dataclass(frozen=True)
 class Result:
-    """One benchmark's median, filed under its group and implementation."""
+    """One benchmark's timings, filed under its group and implementation."""
 
     group: str
     impl: str
     name: str
     median_s: float
+    min_s: float
     rounds: int
 
 
@@ -45,6 +46,7 @@ def load(path: Path) -> tuple[dict[str, Any], list[Result]]:
             impl=str(bench.get("extra_info", {}).get("impl", bench["name"])),
             name=bench["name"],
             median_s=float(bench["stats"]["median"]),
+            min_s=float(bench["stats"]["min"]),
             rounds=int(bench["stats"]["rounds"]),
         )
         for bench in data.get("benchmarks", [])
@@ -113,8 +115,8 @@ def render(header: Mapping[str, Any], groups: Mapping[str, Sequence[Result]]) ->
         lines.append(f"- Threads (library defaults): {threads}")
     lines += [
         "",
-        "| Group | Implementation | Median | Rounds | Reference / decodekit |",
-        "|---|---|---:|---:|---|",
+        "| Group | Implementation | Median | Min | Rounds | Reference / decodekit (medians) |",
+        "|---|---|---:|---:|---:|---|",
     ]
     for group, members in groups.items():
         baseline = next((r for r in members if r.impl == BASELINE), None)
@@ -125,8 +127,8 @@ def render(header: Mapping[str, Any], groups: Mapping[str, Sequence[Result]]) ->
                 verdict = "n/a (no decodekit result in this group)"
             else:
                 verdict = compare(result.median_s, baseline.median_s)
-            median = format_time(result.median_s)
-            lines.append(f"| `{group}` | {result.impl} | {median} | {result.rounds} | {verdict} |")
+            times = f"{format_time(result.median_s)} | {format_time(result.min_s)}"
+            lines.append(f"| `{group}` | {result.impl} | {times} | {result.rounds} | {verdict} |")
     if any(r.impl == "torch_topk_only" for members in groups.values() for r in members):
         lines += [
             "",
