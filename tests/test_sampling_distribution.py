@@ -162,3 +162,21 @@ def test_greedy_is_argmax_with_lowest_id() -> None:
     row = np.array([0.0, 2.0, 2.0, 1.0], dtype=np.float32)
     assert dk.sample(row, temperature=0.0) == 1
     np.testing.assert_array_equal(dk.gumbel_top_k(row, 3, temperature=0.0), [1, 2, 3])
+
+
+def test_gumbel_top_k_switches_to_noise_exactly_on_widely_spread_rows() -> None:
+    # Seven tokens 100 nats apart force repeated rebasing, after which the sampler finishes the draw
+    # with explicit Gumbel noise; the last three draws then come from the cluster of four near -700 and
+    # must follow ordered sampling without replacement within it.
+    cluster = [-700.0, -700.5, -701.0, -699.2]
+    row = np.array([-100.0 * i for i in range(7)] + cluster, dtype=np.float32)
+    seeds = np.arange(DRAWS, dtype=np.uint64) + np.uint64(77)
+    drawn = dk.gumbel_top_k(np.broadcast_to(row, (DRAWS, row.size)), 10, seeds=seeds)
+    assert (drawn[:, :7] == np.arange(7)).all()
+    counts = Counter(map(tuple, (drawn[:, 7:] - 7).tolist()))
+    exact = reference.ordered_without_replacement(reference.softmax(np.array(cluster)), 3)
+    assert chi_square_p(counts, exact) > ALPHA
+    probs = reference.softmax(np.array(cluster))
+    independent = {t: float(np.prod(probs[list(t)])) for t in exact}
+    total = sum(independent.values())
+    assert chi_square_p(counts, {t: v / total for t, v in independent.items()}) < ALPHA

@@ -239,8 +239,8 @@ pub fn top_k_mask(logits: Rows<'_>, k: usize, out: &mut [bool]) -> Result<()> {
     })
 }
 
-/// The smallest logit kept by top-k (`-f32::MAX` style sentinel: the smallest finite logit when top-k
-/// keeps everything, so `-inf` tokens are excluded by `>=`).
+/// The smallest logit kept by top-k. When top-k keeps everything this is `f32::MIN`, which every finite
+/// logit passes and `-inf` does not.
 fn logit_cutoff(row: &[f32], stats: &RowStats, k: usize) -> f32 {
     if k == 0 || k >= stats.finite {
         f32::MIN

@@ -20,6 +20,11 @@ use crate::sampling::{check_seeds, check_temperature, Rows};
 /// largest remaining value, so tokens whose weight underflowed get their true share back.
 const REBASE_BELOW: f64 = 1.0 / (1u64 << 60) as f64;
 
+/// After this many rebases (each costs a pass over the row) the rest of the draws switch to explicit
+/// Gumbel noise, which costs one pass in all. Only rows whose values are spread over thousands of nats,
+/// such as `-100 * i`, get here; for them sequential draws would be quadratic.
+const MAX_REBASES: usize = 4;
+
 /// The weights of one row for repeated draws without replacement.
 struct MassTable<'a> {
     values: &'a [f32],
@@ -28,6 +33,8 @@ struct MassTable<'a> {
     weights: Vec<f32>,
     blocks: Vec<f64>,
     taken: Vec<usize>,
+    is_taken: Vec<bool>,
+    rebases: usize,
 }
 
 impl<'a> MassTable<'a> {
@@ -40,6 +47,8 @@ impl<'a> MassTable<'a> {
             weights: vec![0.0; values.len()],
             blocks: Vec::with_capacity(values.len().div_ceil(BLOCK)),
             taken: Vec::new(),
+            is_taken: vec![false; values.len()],
+            rebases: 0,
         };
         table.fill();
         table
@@ -68,14 +77,15 @@ impl<'a> MassTable<'a> {
             return total;
         }
         let mut best = f32::NEG_INFINITY;
-        for (i, &v) in self.values.iter().enumerate() {
-            if v > best && !self.taken.contains(&i) {
+        for (&v, &taken) in self.values.iter().zip(&self.is_taken) {
+            if v > best && !taken {
                 best = v;
             }
         }
         if best == f32::NEG_INFINITY || best == self.shift {
             return total;
         }
+        self.rebases += 1;
         self.shift = best;
         self.fill();
         self.blocks.iter().sum()
@@ -88,12 +98,40 @@ impl<'a> MassTable<'a> {
         self.weights[i] = 0.0;
         self.blocks[i / BLOCK] = block_sum(&self.weights, i / BLOCK);
         self.taken.push(i);
+        self.is_taken[i] = true;
         Some(i)
     }
 
-    /// `ln` of the remaining mass in the units of the original values: `shift / scale... + ln(total)`.
+    /// `ln` of the remaining mass, `ln(sum of exp(value * scale))` over the tokens not yet taken.
     fn log_mass(&self, total: f64) -> f64 {
-        f64::from(self.shift) + libm::log(total) / f64::from(self.scale)
+        f64::from(self.shift) * f64::from(self.scale) + libm::log(total)
+    }
+
+    /// Whether rebasing has happened so often that the remaining draws should use [`Self::draw_rest`].
+    fn rebased_too_often(&self) -> bool {
+        self.rebases > MAX_REBASES
+    }
+
+    /// The `count` best remaining tokens by `offset + value * scale + Gumbel noise`, best first, as
+    /// `(key, token)`. By the Gumbel-top-k theorem this continues the sequence drawn so far with exactly
+    /// the distribution of further sequential draws; one pass over the row whatever the spread of values.
+    fn draw_rest(&self, rng: &mut Philox, count: usize, offset: f64) -> Vec<(f64, usize)> {
+        let scale = f64::from(self.scale);
+        let mut keyed: Vec<(f64, usize)> = self
+            .values
+            .iter()
+            .zip(&self.is_taken)
+            .enumerate()
+            .filter(|(_, (v, taken))| !**taken && **v > f32::NEG_INFINITY)
+            .map(|(i, (&v, _))| (offset + f64::from(v) * scale + rng.next_gumbel(), i))
+            .collect();
+        let by_key = |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        if count < keyed.len() {
+            keyed.select_nth_unstable_by(count, by_key);
+            keyed.truncate(count);
+        }
+        keyed.sort_by(by_key);
+        keyed
     }
 }
 
@@ -149,15 +187,21 @@ pub fn gumbel_top_k(
         }
         let mut rng = Philox::new(seeds[i], 0);
         let mut table = MassTable::new(row, stats.max, 1.0 / temperature);
-        for slot in o.iter_mut() {
+        for n in 0..k {
             let total = table.remaining();
+            if table.rebased_too_often() {
+                for (slot, (_, token)) in o[n..].iter_mut().zip(table.draw_rest(&mut rng, k - n, 0.0)) {
+                    *slot = token as i32;
+                }
+                break;
+            }
             let u = rng.next_f64();
             let Some(token) = table.take(u, total) else {
                 return Err(crate::error::CoreError::Internal(
                     "ran out of tokens while sampling without replacement".into(),
                 ));
             };
-            *slot = token as i32;
+            o[n] = token as i32;
         }
         Ok(())
     })
@@ -220,8 +264,17 @@ pub fn stochastic_beam_search_step(
         let mut table = MassTable::new(row, stats.max, 1.0);
         let mut children = Vec::with_capacity(k.min(stats.finite));
         let mut score = beam_gumbels[i];
-        for n in 0..k.min(stats.finite) {
+        let wanted = k.min(stats.finite);
+        for n in 0..wanted {
             let total = table.remaining();
+            if table.rebased_too_often() {
+                // The children not drawn yet are independent Gumbels truncated below the last score.
+                let last = score;
+                for (key, token) in table.draw_rest(&mut rng, wanted - n, beam_log_probs[i]) {
+                    children.push((-log_add_exp(-last, -key), token));
+                }
+                break;
+            }
             if n > 0 {
                 // The maximum of the remaining perturbed scores: Gumbel(location) truncated below `score`.
                 let location = beam_log_probs[i] + table.log_mass(total);
