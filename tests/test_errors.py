@@ -39,6 +39,8 @@ CASES: list[tuple[str, Callable[[], Any], str]] = [
     ("min_p negative", lambda: dk.min_p_mask(GOOD, -0.1), "min_p must be in [0, 1]"),
     ("negative temperature", lambda: dk.sample(GOOD, temperature=-0.5, seeds=SEEDS), "temperature"),
     ("inf temperature", lambda: dk.softmax(GOOD, float("inf")), "temperature"),
+    ("tiny temperature", lambda: dk.sample(GOOD, temperature=1e-50, seeds=SEEDS), "use 0 for greedy"),
+    ("subnormal temperature", lambda: dk.gumbel_top_k(GOOD, 2, temperature=1e-40, seeds=SEEDS), "too small"),
     ("seeds too short", lambda: dk.sample(GOOD, seeds=SEEDS[:1]), "seeds must have shape (2,)"),
     ("seeds wrong dtype", lambda: dk.sample(GOOD, seeds=SEEDS.astype(np.int64)), "seeds must be a uint64"),
     ("seed int for batch", lambda: dk.sample(GOOD, seeds=3), "one seed per row"),

@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
 
 use crate::arrays::{count, float64_vector, float_matrix, output, seed_vector, FloatMatrix};
-use crate::errors::{detached, invalid_input};
+use crate::errors::{core, detached, invalid_input};
 use crate::rng::PyRng;
 
 fn shape_of(m: &FloatMatrix<'_>) -> Vec<usize> {
@@ -18,11 +18,13 @@ fn shape_of(m: &FloatMatrix<'_>) -> Vec<usize> {
 }
 
 fn temperature_arg(t: f64) -> PyResult<f32> {
-    if !(t >= 0.0 && t.is_finite()) {
+    if t > 0.0 && (t as f32) == 0.0 {
+        // Never let a tiny temperature round to 0 in float32 and silently become greedy decoding.
         return Err(invalid_input(format!(
-            "temperature must be a finite number >= 0 (0 means greedy), got {t}"
+            "temperature {t:e} is too small for float32; use 0 for greedy decoding"
         )));
     }
+    core(sampling::check_temperature(t as f32))?;
     Ok(t as f32)
 }
 

@@ -101,6 +101,11 @@ pub fn check_temperature(temperature: f32) -> Result<()> {
     if !(temperature >= 0.0 && temperature.is_finite()) {
         return invalid!("temperature must be a finite number >= 0 (0 means greedy), got {temperature}");
     }
+    if temperature > 0.0 && !(1.0 / temperature).is_finite() {
+        return invalid!(
+            "temperature {temperature:e} is too small to divide by in float32; use 0 for greedy decoding"
+        );
+    }
     Ok(())
 }
 
