@@ -85,34 +85,28 @@ def _bench_top_p_numpy(benchmark: Any, logits: Logits, tag: Tag, batch: int, rou
     _check_ids(ids, (batch,))
 
 
-def test_sample_top_p_b1_decodekit(benchmark: Any, logits: Logits, tag: Tag) -> None:
-    """decodekit ``sample`` with temperature and top-p, one row."""
-    _bench_top_p_decodekit(benchmark, logits, tag, 1)
+# Rows per call, with the rounds for the (slow) references at that batch size.
+BATCHES = [pytest.param(1, ROUNDS_FAST, id="b1"), pytest.param(64, ROUNDS_SLOW, id="b64")]
 
 
-def test_sample_top_p_b1_torch(benchmark: Any, torch_logits: TorchLogits, tag: Tag) -> None:
-    """The sort-based torch top-p reference, one row."""
-    _bench_top_p_torch(benchmark, torch_logits, tag, 1, ROUNDS_FAST)
+@pytest.mark.parametrize(("batch", "rounds"), BATCHES)
+def test_sample_top_p_decodekit(benchmark: Any, logits: Logits, tag: Tag, batch: int, rounds: int) -> None:
+    """decodekit ``sample`` with temperature and top-p (always ``ROUNDS_FAST`` rounds: it is quick)."""
+    _bench_top_p_decodekit(benchmark, logits, tag, batch)
 
 
-def test_sample_top_p_b1_numpy(benchmark: Any, logits: Logits, tag: Tag) -> None:
-    """The argsort-based numpy top-p reference, one row."""
-    _bench_top_p_numpy(benchmark, logits, tag, 1, ROUNDS_FAST)
+@pytest.mark.parametrize(("batch", "rounds"), BATCHES)
+def test_sample_top_p_torch(
+    benchmark: Any, torch_logits: TorchLogits, tag: Tag, batch: int, rounds: int
+) -> None:
+    """The sort-based torch top-p reference."""
+    _bench_top_p_torch(benchmark, torch_logits, tag, batch, rounds)
 
 
-def test_sample_top_p_b64_decodekit(benchmark: Any, logits: Logits, tag: Tag) -> None:
-    """decodekit ``sample`` with temperature and top-p, a batch of 64 rows."""
-    _bench_top_p_decodekit(benchmark, logits, tag, 64)
-
-
-def test_sample_top_p_b64_torch(benchmark: Any, torch_logits: TorchLogits, tag: Tag) -> None:
-    """The sort-based torch top-p reference, a batch of 64 rows."""
-    _bench_top_p_torch(benchmark, torch_logits, tag, 64, ROUNDS_SLOW)
-
-
-def test_sample_top_p_b64_numpy(benchmark: Any, logits: Logits, tag: Tag) -> None:
-    """The argsort-based numpy top-p reference, a batch of 64 rows."""
-    _bench_top_p_numpy(benchmark, logits, tag, 64, ROUNDS_SLOW)
+@pytest.mark.parametrize(("batch", "rounds"), BATCHES)
+def test_sample_top_p_numpy(benchmark: Any, logits: Logits, tag: Tag, batch: int, rounds: int) -> None:
+    """The argsort-based numpy top-p reference."""
+    _bench_top_p_numpy(benchmark, logits, tag, batch, rounds)
 
 
 # --- Gumbel-top-k --------------------------------------------------------------------------------------
@@ -155,34 +149,26 @@ def _bench_topk_only(benchmark: Any, torch_logits: TorchLogits, tag: Tag, batch:
     _check_distinct_rows(ids)
 
 
-def test_gumbel_top_k_k8_b1_decodekit(benchmark: Any, logits: Logits, tag: Tag) -> None:
-    """decodekit ``gumbel_top_k``, k=8, one row."""
-    _bench_gumbel_decodekit(benchmark, logits, tag, 1)
+@pytest.mark.parametrize(("batch", "rounds"), BATCHES)
+def test_gumbel_top_k_decodekit(benchmark: Any, logits: Logits, tag: Tag, batch: int, rounds: int) -> None:
+    """decodekit ``gumbel_top_k``, k=8 (always ``ROUNDS_FAST`` rounds: it is quick)."""
+    _bench_gumbel_decodekit(benchmark, logits, tag, batch)
 
 
-def test_gumbel_top_k_k8_b1_torch(benchmark: Any, torch_logits: TorchLogits, tag: Tag) -> None:
-    """torch Gumbel noise plus ``torch.topk``, k=8, one row."""
-    _bench_gumbel_torch(benchmark, torch_logits, tag, 1, ROUNDS_FAST)
+@pytest.mark.parametrize(("batch", "rounds"), BATCHES)
+def test_gumbel_top_k_torch(
+    benchmark: Any, torch_logits: TorchLogits, tag: Tag, batch: int, rounds: int
+) -> None:
+    """torch Gumbel noise plus ``torch.topk``, k=8."""
+    _bench_gumbel_torch(benchmark, torch_logits, tag, batch, rounds)
 
 
-def test_gumbel_top_k_k8_b1_torch_topk_only(benchmark: Any, torch_logits: TorchLogits, tag: Tag) -> None:
-    """``torch.topk`` alone on pre-noised logits (a lower bound), k=8, one row."""
-    _bench_topk_only(benchmark, torch_logits, tag, 1, ROUNDS_FAST)
-
-
-def test_gumbel_top_k_k8_b64_decodekit(benchmark: Any, logits: Logits, tag: Tag) -> None:
-    """decodekit ``gumbel_top_k``, k=8, a batch of 64 rows."""
-    _bench_gumbel_decodekit(benchmark, logits, tag, 64)
-
-
-def test_gumbel_top_k_k8_b64_torch(benchmark: Any, torch_logits: TorchLogits, tag: Tag) -> None:
-    """torch Gumbel noise plus ``torch.topk``, k=8, a batch of 64 rows."""
-    _bench_gumbel_torch(benchmark, torch_logits, tag, 64, ROUNDS_SLOW)
-
-
-def test_gumbel_top_k_k8_b64_torch_topk_only(benchmark: Any, torch_logits: TorchLogits, tag: Tag) -> None:
-    """``torch.topk`` alone on pre-noised logits (a lower bound), k=8, a batch of 64 rows."""
-    _bench_topk_only(benchmark, torch_logits, tag, 64, ROUNDS_SLOW)
+@pytest.mark.parametrize(("batch", "rounds"), BATCHES)
+def test_gumbel_top_k_torch_topk_only(
+    benchmark: Any, torch_logits: TorchLogits, tag: Tag, batch: int, rounds: int
+) -> None:
+    """``torch.topk`` alone on pre-noised logits (a lower bound), k=8."""
+    _bench_topk_only(benchmark, torch_logits, tag, batch, rounds)
 
 
 # --- reference sanity ----------------------------------------------------------------------------------
