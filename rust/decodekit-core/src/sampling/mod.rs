@@ -189,8 +189,7 @@ pub fn softmax(logits: Rows<'_>, temperature: f32, out: &mut [f32]) -> Result<()
             }
             return Ok(());
         }
-        let mut blocks = Vec::new();
-        let total = exp_and_block_sums(row, stats.max, 1.0 / temperature, o, &mut blocks);
+        let total = with_scratch(|s| exp_and_block_sums(row, stats.max, 1.0 / temperature, o, &mut s.blocks));
         let inv = (1.0 / total) as f32;
         for v in o.iter_mut() {
             *v *= inv;
