@@ -167,3 +167,102 @@ def stochastic_beam_search_step(
     candidates.sort(key=lambda c: (-c[0], c[1], c[2]))
     best = candidates[:k]
     return [c[1] for c in best], [c[2] for c in best], [c[3] for c in best], [c[0] for c in best]
+
+
+# --- draft trees --------------------------------------------------------------------------------------
+
+
+def tree_depth(parents: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """Depth of every node of a parent array (parents before children)."""
+    par = np.asarray(parents)
+    depth = np.zeros(par.size, dtype=np.int64)
+    for i in range(1, par.size):
+        depth[i] = depth[par[i]] + 1
+    return depth
+
+
+def ancestor_mask(parents: npt.ArrayLike) -> BoolArray:
+    """``mask[i, j]`` is true iff ``j`` is ``i`` or an ancestor of ``i`` (walks each node up to the root)."""
+    par = np.asarray(parents)
+    n = par.size
+    mask = np.zeros((n, n), dtype=np.bool_)
+    for i in range(n):
+        j = i
+        while j != -1:
+            mask[i, j] = True
+            j = par[j]
+    return mask
+
+
+def pack_rows(mask: BoolArray) -> npt.NDArray[np.int32]:
+    """Pack a bool ``[n, m]`` mask into int32 words, bit ``j % 32`` of word ``j // 32``."""
+    n, m = mask.shape
+    words = (m + 31) // 32
+    out = np.zeros((n, words), dtype=np.uint32)
+    for i in range(n):
+        for j in np.nonzero(mask[i])[0]:
+            out[i, j // 32] |= np.uint32(1 << (j % 32))
+    return out.view(np.int32)
+
+
+def leaves(parents: npt.ArrayLike) -> list[int]:
+    par = np.asarray(parents)
+    has_child = np.zeros(par.size, dtype=np.bool_)
+    has_child[par[1:]] = True
+    return [i for i in range(par.size) if not has_child[i]]
+
+
+def retrieve_indices(parents: npt.ArrayLike) -> npt.NDArray[np.int32]:
+    """Root-to-leaf paths, one row per leaf in node order, padded with -1."""
+    par = np.asarray(parents)
+    depth = tree_depth(par)
+    rows = []
+    for leaf in leaves(par):
+        path = []
+        j = leaf
+        while j != -1:
+            path.append(j)
+            j = par[j]
+        rows.append(path[::-1] + [-1] * (int(depth.max()) + 1 - len(path)))
+    return np.array(rows, dtype=np.int32).reshape(len(rows), int(depth.max()) + 1)
+
+
+def first_child_next_sibling(parents: npt.ArrayLike) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+    par = np.asarray(parents)
+    n = par.size
+    first = np.full(n, -1, dtype=np.int32)
+    nxt = np.full(n, -1, dtype=np.int32)
+    last_child: dict[int, int] = {}
+    for i in range(1, n):
+        p = int(par[i])
+        if first[p] == -1:
+            first[p] = i
+        else:
+            nxt[last_child[p]] = i
+        last_child[p] = i
+    return first, nxt
+
+
+def prefix_mask(parents: npt.ArrayLike, prefix_len: int) -> BoolArray:
+    """``[n, prefix_len + n]``: the prefix is visible to every node, then the ancestor mask."""
+    anc = ancestor_mask(parents)
+    return np.concatenate([np.ones((anc.shape[0], prefix_len), dtype=np.bool_), anc], axis=1)
+
+
+def greedy_brute_force(
+    tokens: list[int], parents: list[int], target_tokens: list[int]
+) -> tuple[list[int], list[int]]:
+    """Check every root-to-node path; keep the longest whose tokens all match (lowest end node on ties)."""
+    best: list[int] = [0]
+    for node in range(len(tokens)):
+        path = []
+        j = node
+        while j != -1:
+            path.append(j)
+            j = parents[j]
+        path.reverse()
+        if all(tokens[path[k + 1]] == target_tokens[path[k]] for k in range(len(path) - 1)) and len(
+            path
+        ) > len(best):
+            best = path
+    return best, [tokens[j] for j in best[1:]] + [target_tokens[best[-1]]]

@@ -1,19 +1,25 @@
 """decodekit: Rust-accelerated LLM decoding primitives.
 
 Samplers (softmax, top-k/top-p/min-p keep-masks, sampling, Gumbel-top-k, Stochastic Beam Search) with
-counter-based reproducible randomness. Every array argument is a numpy array (float32 logits; float16 is
-converted); batched calls take ``[B, V]`` rows and run them in parallel with the GIL released.
+counter-based reproducible randomness; draft trees with their attention buffers, and lossless verifiers
+(greedy, speculative sampling over chains and trees). Every array argument is a numpy array (float32
+logits; float16 is converted); batched calls run their rows in parallel with the GIL released.
 """
 
 from decodekit._core import (
+    BatchVerification,
     CorruptStateError,
     DecodekitError,
+    DraftTree,
     GrammarError,
     InvalidInputError,
     KernelUnavailableError,
     ResourceLimitError,
     Rng,
+    TreeBatch,
+    TreeTemplate,
     UnsupportedSchemaError,
+    Verification,
     VocabularyError,
     __version__,
     get_num_threads,
@@ -26,19 +32,29 @@ from decodekit._core import (
     softmax,
     top_k_mask,
     top_p_mask,
+    verify_chain,
+    verify_chain_batch,
+    verify_greedy,
+    verify_tree,
+    verify_typical,
 )
 from decodekit.sampling import BeamStep, stochastic_beam_search_step
 
 __all__ = [
+    "BatchVerification",
     "BeamStep",
     "CorruptStateError",
     "DecodekitError",
+    "DraftTree",
     "GrammarError",
     "InvalidInputError",
     "KernelUnavailableError",
     "ResourceLimitError",
     "Rng",
+    "TreeBatch",
+    "TreeTemplate",
     "UnsupportedSchemaError",
+    "Verification",
     "VocabularyError",
     "__version__",
     "get_num_threads",
@@ -52,4 +68,9 @@ __all__ = [
     "stochastic_beam_search_step",
     "top_k_mask",
     "top_p_mask",
+    "verify_chain",
+    "verify_chain_batch",
+    "verify_greedy",
+    "verify_tree",
+    "verify_typical",
 ]

@@ -8,6 +8,8 @@ pub mod error;
 pub mod parallel;
 pub mod rng;
 pub mod sampling;
+pub mod tree;
+pub mod verify;
 
 pub use error::{CoreError, Result};
 pub use rng::{derive_seed, Philox};

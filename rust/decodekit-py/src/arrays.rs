@@ -210,3 +210,35 @@ pub fn output<'py, T: Element>(
     }
     Ok(array.cast::<PyArrayDyn<T>>()?.clone())
 }
+
+/// Read a 1-D array of integers (any integer dtype, or a sequence of ints) as `i32`, checking the range.
+pub fn int_vector(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<i32>> {
+    let py = obj.py();
+    let array = as_ndarray(obj)?;
+    if array.ndim() != 1 {
+        return Err(invalid_input(format!(
+            "{name} must be 1-D, got shape {:?}",
+            array.shape()
+        )));
+    }
+    if array.len() == 0 {
+        return Ok(Vec::new());
+    }
+    let kind = array.dtype().kind();
+    if kind != b'i' && kind != b'u' {
+        return Err(invalid_input(format!(
+            "{name} must hold integers, got dtype {}",
+            dtype_name(&array)
+        )));
+    }
+    let as_i64 = array.call_method1("astype", (numpy::dtype::<i64>(py),))?;
+    let values = as_i64.cast::<PyArrayDyn<i64>>()?.readonly();
+    values
+        .as_array()
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            i32::try_from(v).map_err(|_| invalid_input(format!("{name}[{i}] = {v} does not fit in int32")))
+        })
+        .collect()
+}

@@ -5,6 +5,8 @@ mod arrays;
 mod errors;
 mod rng;
 mod sampling;
+mod tree;
+mod verify;
 
 use pyo3::prelude::*;
 
@@ -46,5 +48,15 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sampling::sample, m)?)?;
     m.add_function(wrap_pyfunction!(sampling::gumbel_top_k, m)?)?;
     m.add_function(wrap_pyfunction!(sampling::stochastic_beam_search_step, m)?)?;
+    m.add_class::<tree::PyDraftTree>()?;
+    m.add_class::<tree::PyTreeTemplate>()?;
+    m.add_class::<tree::PyTreeBatch>()?;
+    m.add_class::<verify::PyVerification>()?;
+    m.add_class::<verify::PyBatchVerification>()?;
+    m.add_function(wrap_pyfunction!(verify::verify_greedy, m)?)?;
+    m.add_function(wrap_pyfunction!(verify::verify_tree, m)?)?;
+    m.add_function(wrap_pyfunction!(verify::verify_chain, m)?)?;
+    m.add_function(wrap_pyfunction!(verify::verify_chain_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(verify::verify_typical, m)?)?;
     Ok(())
 }

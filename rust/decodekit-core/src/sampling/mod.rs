@@ -68,6 +68,17 @@ impl<'a> Rows<'a> {
         &self.data[i * self.vocab..(i + 1) * self.vocab]
     }
 
+    /// Rows `start..end` as a matrix of their own.
+    #[must_use]
+    pub fn slice_rows(&self, start: usize, end: usize) -> Rows<'a> {
+        Rows {
+            data: &self.data[start * self.vocab..end * self.vocab],
+            row_count: end - start,
+            vocab: self.vocab,
+            name: self.name,
+        }
+    }
+
     /// The argument name used in error messages.
     #[must_use]
     pub fn name(&self) -> &'a str {
