@@ -102,14 +102,13 @@ impl DraftTree {
         for path in paths {
             let mut at = 0usize;
             for &token in path {
-                at = match lookup.get(&(at, token)) {
-                    Some(&node) => node,
-                    None => {
-                        let node = nodes.len();
-                        nodes.push((at as i32, token, nodes[at].2 + 1));
-                        lookup.insert((at, token), node);
-                        node
-                    }
+                at = if let Some(&node) = lookup.get(&(at, token)) {
+                    node
+                } else {
+                    let node = nodes.len();
+                    nodes.push((at as i32, token, nodes[at].2 + 1));
+                    lookup.insert((at, token), node);
+                    node
                 };
             }
         }
@@ -216,7 +215,7 @@ impl DraftTree {
             // A node's row is its parent's row plus itself (parents come first).
             if i > 0 {
                 let p = self.parents[i] as usize;
-                out.copy_within(p * n..p * n + p + 1, i * n);
+                out.copy_within(p * n..=p * n + p, i * n);
             }
             out[i * n + i] = true;
         }
@@ -267,10 +266,10 @@ impl DraftTree {
         check_len(next_sibling.len(), n, "next_sibling")?;
         first_child.fill(-1);
         next_sibling.fill(-1);
-        for i in 0..n {
+        for (i, first) in first_child.iter_mut().enumerate() {
             let kids = self.children(i);
-            if let Some(&first) = kids.first() {
-                first_child[i] = first as i32;
+            if let Some(&head) = kids.first() {
+                *first = head as i32;
             }
             for pair in kids.windows(2) {
                 next_sibling[pair[0] as usize] = pair[1] as i32;
@@ -322,6 +321,30 @@ fn prefix_position(prefix_len: i64, max_depth: usize) -> Result<i32> {
         return invalid!("prefix_len must be in [0, 2**31 - 1 - max_depth], got {prefix_len}");
     }
     Ok(prefix_len as i32)
+}
+
+/// A node that could join a template in [`TreeTemplate::from_acceptance`], keyed by path probability.
+#[derive(PartialEq)]
+struct Candidate {
+    value: f64,
+    order: usize,
+    parent: usize,
+    rank: usize,
+    depth: usize,
+}
+impl Eq for Candidate {}
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Candidate {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Largest value first; among equals the one pushed first (parents before children).
+        self.value
+            .total_cmp(&other.value)
+            .then(other.order.cmp(&self.order))
+    }
 }
 
 /// The shape of a draft tree without tokens: node `i` takes candidate number `ranks[i]` (0 = the most
@@ -451,28 +474,6 @@ impl TreeTemplate {
         }
         if let Some(p) = acceptance.iter().flatten().find(|p| !(0.0..=1.0).contains(*p)) {
             return invalid!("acceptance probabilities must be in [0, 1], got {p}");
-        }
-        #[derive(PartialEq)]
-        struct Candidate {
-            value: f64,
-            order: usize,
-            parent: usize,
-            rank: usize,
-            depth: usize,
-        }
-        impl Eq for Candidate {}
-        impl PartialOrd for Candidate {
-            fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-                Some(self.cmp(other))
-            }
-        }
-        impl Ord for Candidate {
-            fn cmp(&self, other: &Self) -> Ordering {
-                // Largest value first; among equals the one pushed first (parents before children).
-                self.value
-                    .total_cmp(&other.value)
-                    .then(other.order.cmp(&self.order))
-            }
         }
         let row = |d: usize| &acceptance[d.min(acceptance.len() - 1)];
         let max_depth = if per_depth { acceptance.len() } else { usize::MAX };

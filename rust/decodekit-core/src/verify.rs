@@ -177,12 +177,12 @@ crate::sampling::kernels::multiversion! {
         for c in chunks {
             for j in 0..8 {
                 acc[j] += f64::from(c[j]);
-                bad[j] |= u32::from(!(c[j] >= 0.0 && c[j] < f32::INFINITY));
+                bad[j] |= u32::from(!(0.0..f32::INFINITY).contains(&c[j]));
             }
         }
         for (j, &v) in tail.iter().enumerate() {
             acc[j] += f64::from(v);
-            bad[j] |= u32::from(!(v >= 0.0 && v < f32::INFINITY));
+            bad[j] |= u32::from(!(0.0..f32::INFINITY).contains(&v));
         }
         (acc.iter().sum(), bad.iter().any(|&b| b != 0))
     }
@@ -303,13 +303,17 @@ impl<'a> NodeState<'a> {
         }
         if p_total > 0.0 {
             let inv = (1.0 / p_total) as f32;
-            p.iter_mut().for_each(|v| *v *= inv);
+            for v in &mut p {
+                *v *= inv;
+            }
         }
         let q_left = 1.0 - f64::from(q[x]);
         q[x] = 0.0;
         if q_left > 0.0 {
             let inv = (1.0 / q_left) as f32;
-            q.iter_mut().for_each(|v| *v *= inv);
+            for v in &mut q {
+                *v *= inv;
+            }
         }
         self.residual = Some((p, q));
     }

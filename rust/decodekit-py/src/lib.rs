@@ -1,6 +1,10 @@
 //! `decodekit._core`: the extension module built with `PyO3`. Argument checking, numpy conversion, GIL
 //! release and error mapping only; every algorithm lives in `decodekit-core`.
 
+// PyO3 extracts #[pyfunction] arguments into owned values (`Vec`, `PyRef`), so passing them by value
+// is how the bindings are written, not a missed borrow.
+#![allow(clippy::needless_pass_by_value)]
+
 mod arrays;
 mod errors;
 mod rng;

@@ -22,6 +22,9 @@ pub struct PyDraftTree {
     pub inner: Arc<DraftTree>,
 }
 
+/// `(first_child, next_sibling)`.
+type IntArrayPair<'py> = (Bound<'py, PyArrayDyn<i32>>, Bound<'py, PyArrayDyn<i32>>);
+
 fn int_array<'py>(py: Python<'py>, values: &[i32]) -> Bound<'py, PyArray1<i32>> {
     values.to_vec().into_pyarray(py)
 }
@@ -172,7 +175,7 @@ impl PyDraftTree {
         &self,
         py: Python<'py>,
         out: Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
-    ) -> PyResult<(Bound<'py, PyArrayDyn<i32>>, Bound<'py, PyArrayDyn<i32>>)> {
+    ) -> PyResult<IntArrayPair<'py>> {
         let n = self.inner.num_nodes();
         let (a, b) = match &out {
             Some((a, b)) => (Some(a), Some(b)),

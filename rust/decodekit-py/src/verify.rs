@@ -141,6 +141,9 @@ impl PyBatchVerification {
     }
 }
 
+/// `(tokens [B, max_k + 1] padded with -1, num_tokens [B])`.
+type PaddedTokens<'py> = (Bound<'py, PyArray2<i32>>, Bound<'py, PyArray1<i32>>);
+
 /// One tree, or a list of trees (a ragged batch).
 enum Trees<'py> {
     One(PyRef<'py, PyDraftTree>),
@@ -351,7 +354,7 @@ pub fn verify_chain_batch<'py>(
     rng: Option<&Bound<'py, PyRng>>,
     seeds: Option<&Bound<'py, PyAny>>,
     validate: bool,
-) -> PyResult<(Bound<'py, PyArray2<i32>>, Bound<'py, PyArray1<i32>>)> {
+) -> PyResult<PaddedTokens<'py>> {
     let tokens = int_vector(draft_tokens, "draft_tokens")?;
     let cu = int_vector(cu_num_draft_tokens, "cu_num_draft_tokens")?;
     let target = probs_2d(target_probs, "target_probs")?;
