@@ -126,7 +126,11 @@ def test_validate_false_still_checks_the_row_it_samples_from() -> None:
         dk.verify_tree(chain, sloppy, seeds=3)
     result = dk.verify_tree(chain, sloppy, seeds=3, validate=False)
     assert result.tokens.size in (1, 2)
-    # ... but the row a token is finally drawn from is always checked in full.
-    broken_last = np.array([[0.0, 1.0, 0, 0, 0], [0.9, 0.9, 0, 0, 0]], dtype=np.float32)
-    with pytest.raises(dk.InvalidInputError, match="target_probs row 1 sums to"):
-        dk.verify_tree(chain, broken_last, seeds=3, validate=False)
+    # ... but every value scanned while drawing the final token is checked, and a row found to hold too
+    # little mass for the draw is checked in full.
+    nan_last = np.array([[0.0, 1.0, 0, 0, 0], [np.nan, 0.5, 0.5, 0, 0]], dtype=np.float32)
+    with pytest.raises(dk.InvalidInputError, match="target_probs row 1 holds NaN"):
+        dk.verify_tree(chain, nan_last, seeds=3, validate=False)
+    light_last = np.array([[0.0, 1.0, 0, 0, 0], [0.01, 0.01, 0, 0, 0]], dtype=np.float32)
+    with pytest.raises(dk.InvalidInputError, match="target_probs row 1 sums to 0.020000"):
+        dk.verify_tree(chain, light_last, seeds=3, validate=False)

@@ -134,10 +134,21 @@ SHAPES = {
 }
 
 
-@pytest.mark.parametrize("vocab", [3, 6])
-@pytest.mark.parametrize("shape", ["chain", "tree"])
-@pytest.mark.parametrize("stochastic", [False, True], ids=["deterministic-drafts", "draft-probs"])
-def test_verify_tree_is_lossless(vocab: int, shape: str, stochastic: bool) -> None:
+@pytest.mark.parametrize(
+    ("vocab", "shape", "stochastic", "validate"),
+    [
+        pytest.param(vocab, shape, stochastic, True, id=f"{shape}-V{vocab}-{kind}")
+        for vocab in (3, 6)
+        for shape in ("chain", "tree")
+        for stochastic, kind in ((False, "deterministic-drafts"), (True, "draft-probs"))
+    ]
+    + [
+        # validate=False draws the final token with an early-exit scan: it must be exact too.
+        pytest.param(6, "tree", False, False, id="tree-V6-deterministic-drafts-novalidate"),
+        pytest.param(6, "tree", True, False, id="tree-V6-draft-probs-novalidate"),
+    ],
+)
+def test_verify_tree_is_lossless(vocab: int, shape: str, stochastic: bool, validate: bool) -> None:
     parents = SHAPES[shape]
     target = Model.random(vocab, seed=vocab * 10 + 1, concentration=0.8)
     draft = Model.random(vocab, seed=vocab * 10 + 2, concentration=0.8)
@@ -146,7 +157,8 @@ def test_verify_tree_is_lossless(vocab: int, shape: str, stochastic: bool) -> No
     trees = [dk.DraftTree(row, parents) for row in tokens.tolist()]
     target_rows = node_rows(parents, tokens, target)
     draft_rows = node_rows(parents, tokens, draft) if stochastic else None
-    result = dk.verify_tree(trees, target_rows, draft_rows, seeds=np.arange(RUNS, dtype=np.uint64))
+    seeds = np.arange(RUNS, dtype=np.uint64)
+    result = dk.verify_tree(trees, target_rows, draft_rows, seeds=seeds, validate=validate)
     assert isinstance(result, dk.BatchVerification)
     counts = first_two(result.cu_tokens, result.tokens, target)
     assert chi_square_p(counts, two_step_distribution(target)) > ALPHA

@@ -16,7 +16,7 @@ use crate::error::Result;
 use crate::invalid;
 use crate::parallel::map_rows;
 use crate::rng::Philox;
-use crate::sampling::kernels::{locate, BLOCK};
+use crate::sampling::kernels::{locate, locate_in_block, BLOCK};
 use crate::sampling::Rows;
 use crate::tree::DraftTree;
 
@@ -89,8 +89,10 @@ pub enum Validation {
     /// Every row the verifier reads is checked in full: no NaN, no negative value, sum within
     /// [`SUM_TOLERANCE`] of one (and the exact sum is used as the normaliser).
     Full,
-    /// Only the values read are checked (finite, in `[0, 1 + tolerance]`); rows are assumed to sum to one
-    /// except the final one sampled from, which is always read and checked in full.
+    /// Only the values read are checked (finite, in `[0, 1 + tolerance]`) and rows are trusted to sum to
+    /// one: the final token is drawn by scanning its row only up to the sampled position. A row found to
+    /// hold less mass than the draw needs is checked in full (and refused if it is off by more than the
+    /// tolerance).
     ReadValues,
 }
 
@@ -170,21 +172,29 @@ fn checked_total(row: &[f32], name: &str, index: usize) -> Result<f64> {
 crate::sampling::kernels::multiversion! {
     /// The f64 sum of a slice and whether any value is NaN, negative or infinite, in one pass.
     fn total_and_bad(row: &[f32]) -> (f64, bool) {
+        // Min and max lanes find negative and infinite values; a NaN poisons the sum. (Range checks per
+        // value compile to far slower code.)
         let mut acc = [0.0f64; 8];
-        let mut bad = [0u32; 8];
+        let mut low = [f32::INFINITY; 8];
+        let mut high = [0.0f32; 8];
         let chunks = row.chunks_exact(8);
         let tail = chunks.remainder();
         for c in chunks {
             for j in 0..8 {
-                acc[j] += f64::from(c[j]);
-                bad[j] |= u32::from(!(0.0..f32::INFINITY).contains(&c[j]));
+                let v = c[j];
+                acc[j] += f64::from(v);
+                low[j] = if v < low[j] { v } else { low[j] };
+                high[j] = if v > high[j] { v } else { high[j] };
             }
         }
         for (j, &v) in tail.iter().enumerate() {
             acc[j] += f64::from(v);
-            bad[j] |= u32::from(!(0.0..f32::INFINITY).contains(&v));
+            low[j] = if v < low[j] { v } else { low[j] };
+            high[j] = if v > high[j] { v } else { high[j] };
         }
-        (acc.iter().sum(), bad.iter().any(|&b| b != 0))
+        let total: f64 = acc.iter().sum();
+        let bad = total.is_nan() || low.iter().any(|&v| v < 0.0) || high.iter().any(|&v| v == f32::INFINITY);
+        (total, bad)
     }
 }
 
@@ -211,6 +221,7 @@ struct NodeState<'a> {
     residual: Option<(Vec<f32>, Vec<f32>)>,
     draft: Option<&'a [f32]>,
     draft_total: f64,
+    validation: Validation,
 }
 
 impl<'a> NodeState<'a> {
@@ -236,6 +247,7 @@ impl<'a> NodeState<'a> {
             residual: None,
             draft,
             draft_total,
+            validation,
         })
     }
 
@@ -326,6 +338,7 @@ impl<'a> NodeState<'a> {
                 let total: f64 = blocks.iter().sum();
                 locate(&blocks, u * total, |i| p[i])
             }
+            None if self.validation == Validation::ReadValues => return self.recover_trusting(u, node),
             None => {
                 // The row sampled from is always checked in full: every value of it matters.
                 let mut blocks = checked_blocks(self.target, "target_probs", node)?;
@@ -345,12 +358,58 @@ impl<'a> NodeState<'a> {
                 })
             }
         };
-        token.map(|t| t as i32).ok_or_else(|| {
-            crate::error::CoreError::InvalidInput(format!(
-                "target_probs row {node} has no probability mass left to sample from"
-            ))
-        })
+        token.map(|t| t as i32).ok_or_else(|| no_mass(node))
     }
+
+    /// [`Self::recover`] for rows trusted to sum to one: scan block by block only until the sampled
+    /// token, checking the values scanned. A row found to hold less mass than assumed is checked in full
+    /// and sampled exactly after all.
+    fn recover_trusting(&self, u: f64, node: usize) -> Result<i32> {
+        let mut removed = self.removed.clone();
+        removed.sort_unstable();
+        let row = self.target;
+        let weight = |i: usize| if removed.binary_search(&i).is_ok() { 0.0 } else { row[i] };
+        let goal = u * (1.0 - self.removed_mass);
+        let mut cum = 0.0;
+        let mut next_removed = 0;
+        for (b, block) in row.chunks(BLOCK).enumerate() {
+            let (mut mass, bad) = total_and_bad(block);
+            if bad {
+                // Report it the way a full check would.
+                checked_blocks(row, "target_probs", node)?;
+            }
+            while next_removed < removed.len() && removed[next_removed] < (b + 1) * BLOCK {
+                mass -= f64::from(row[removed[next_removed]]);
+                next_removed += 1;
+            }
+            if mass > 0.0 && cum + mass > goal {
+                let token = locate_in_block(b, cum, goal, &weight).ok_or_else(|| no_mass(node))?;
+                return Ok(token as i32);
+            }
+            cum += mass;
+        }
+        let exact = NodeState { validation: Validation::Full, ..self.clone_without_residual() };
+        exact.recover(u, node)
+    }
+
+    fn clone_without_residual(&self) -> Self {
+        Self {
+            target: self.target,
+            target_total: self.target_total,
+            removed: self.removed.clone(),
+            removed_mass: self.removed_mass,
+            residual: None,
+            draft: self.draft,
+            draft_total: self.draft_total,
+            validation: self.validation,
+        }
+    }
+}
+
+fn no_mass(node: usize) -> crate::error::CoreError {
+    crate::error::CoreError::InvalidInput(format!(
+        "target_probs row {node} has no probability mass left to sample from"
+    ))
 }
 
 /// Lossless verification of a draft tree by recursive rejection sampling.

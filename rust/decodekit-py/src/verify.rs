@@ -256,9 +256,10 @@ pub fn verify_greedy(
 /// an accepted leaf the bonus token is drawn from its target row. The emitted tokens are then distributed
 /// exactly as sampling from the target model, whatever the drafts.
 ///
-/// ``validate=True`` checks every row read in full (finite, ``>= 0``, sums to 1 within 1e-3);
-/// ``validate=False`` checks only the values read, plus the row finally sampled from, which saves one pass
-/// over ``V`` per visited node. Randomness: ``rng`` or ``seeds`` (one per tree). A list of trees is a
+/// ``validate=True`` checks every row read in full (finite, ``>= 0``, sums to 1 within 1e-3).
+/// ``validate=False`` trusts rows to sum to 1 and checks only the values it reads: the final token is then
+/// drawn by scanning its row only up to the sampled position, instead of one full pass per visited node
+/// (a row holding too little mass for the draw is still caught). Randomness: ``rng`` or ``seeds`` (one per tree). A list of trees is a
 /// ragged batch whose probability rows are concatenated in tree order (GIL released, trees in parallel).
 #[pyfunction]
 #[pyo3(signature = (tree, target_probs, draft_probs = None, *, rng = None, seeds = None, validate = true))]

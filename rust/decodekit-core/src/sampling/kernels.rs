@@ -88,33 +88,35 @@ pub fn scan_row(values: &[f32], name: &str, row: usize) -> Result<RowStats> {
 multiversion! {
     /// Maximum, number of finite values and whether any value is NaN or `+inf`, in one branch-free pass.
     fn scan_lanes(values: &[f32]) -> (f32, usize, bool) {
+        // Counters are f32 lanes (a compare, a blend and an add vectorize far better than bool-to-int
+        // conversions); a lane counts exactly up to 2^24, so they are flushed every 2^26 values.
         let mut max = [f32::NEG_INFINITY; LANES];
-        let mut finite = [0u32; LANES];
-        let mut bad = [0u32; LANES];
         let mut counted = 0usize;
-        // u32 lane counters are flushed every 2^31 values so they cannot overflow.
-        for part in values.chunks(1 << 31) {
+        let mut bad = false;
+        for part in values.chunks(1 << 26) {
+            let mut finite = [0.0f32; LANES];
+            let mut bad_lanes = [0.0f32; LANES];
             let chunks = part.chunks_exact(LANES);
             let tail = chunks.remainder();
             for chunk in chunks {
                 for j in 0..LANES {
                     let x = chunk[j];
                     max[j] = if x > max[j] { x } else { max[j] };
-                    finite[j] += u32::from(x > f32::NEG_INFINITY);
-                    // NaN fails both comparisons; +inf fails the first.
-                    bad[j] |= u32::from(x == f32::INFINITY || x.is_nan());
+                    finite[j] += if x > f32::NEG_INFINITY { 1.0 } else { 0.0 };
+                    // NaN and +inf both fail `x < inf`.
+                    bad_lanes[j] += if x < f32::INFINITY { 0.0 } else { 1.0 };
                 }
             }
             for (j, &x) in tail.iter().enumerate() {
                 max[j] = if x > max[j] { x } else { max[j] };
-                finite[j] += u32::from(x > f32::NEG_INFINITY);
-                bad[j] |= u32::from(x == f32::INFINITY || x.is_nan());
+                finite[j] += if x > f32::NEG_INFINITY { 1.0 } else { 0.0 };
+                bad_lanes[j] += if x < f32::INFINITY { 0.0 } else { 1.0 };
             }
             counted += finite.iter().map(|&c| c as usize).sum::<usize>();
-            finite = [0; LANES];
+            bad |= bad_lanes.iter().any(|&b| b != 0.0);
         }
         let max = max.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        (max, counted, bad.iter().any(|&b| b != 0))
+        (max, counted, bad)
     }
 }
 
@@ -263,7 +265,9 @@ pub fn locate(blocks: &[f64], target: f64, weight: impl Fn(usize) -> f32) -> Opt
     (start..start + BLOCK).rev().find(|&i| weight(i) > 0.0)
 }
 
-fn locate_in_block(b: usize, mut cum: f64, target: f64, weight: &impl Fn(usize) -> f32) -> Option<usize> {
+/// The token inside block `b` where the running mass, starting at `cum`, first exceeds `target` (the
+/// last token with positive weight when rounding keeps it below).
+pub fn locate_in_block(b: usize, mut cum: f64, target: f64, weight: &impl Fn(usize) -> f32) -> Option<usize> {
     let start = b * BLOCK;
     let mut last = None;
     for i in start..start + BLOCK {
