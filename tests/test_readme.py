@@ -5,6 +5,8 @@ from __future__ import annotations
 import pathlib
 import re
 
+import decodekit as dk
+
 README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 
 
@@ -17,3 +19,7 @@ def test_readme_example_runs() -> None:
     drafts = namespace["drafts"]
     assert getattr(tokens, "shape", None) == (4,)
     assert getattr(drafts, "shape", None) == (4, 8)
+    tree_namespace: dict[str, object] = {}
+    exec(compile(blocks[1], str(README), "exec"), tree_namespace)
+    assert getattr(tree_namespace["mask"], "shape", None) == (5, 133)
+    assert isinstance(tree_namespace["result"], dk.Verification)
