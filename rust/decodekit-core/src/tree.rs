@@ -361,35 +361,40 @@ impl TreeTemplate {
     /// is the second candidate after the first candidate. Missing prefixes are added; duplicates merged.
     /// Nodes are numbered by depth, then lexicographically by path (Medusa's order).
     pub fn from_paths(paths: &[Vec<i32>], max_nodes: usize) -> Result<Self> {
-        let mut all: Vec<Vec<i32>> = Vec::new();
+        // Insert every path into a trie keyed by (parent, rank): prefixes come for free, duplicates
+        // merge. Visiting each level's nodes in order and their children by rank then numbers the
+        // nodes by depth and lexicographically, without materialising any prefix.
+        let mut children: Vec<Vec<(i32, u32)>> = vec![Vec::new()];
         for path in paths {
-            if let Some(r) = path.iter().find(|&&r| r < 0) {
-                return invalid!("candidate ranks must be >= 0, got {r} in path {path:?}");
-            }
-            for len in 1..=path.len() {
-                all.push(path[..len].to_vec());
+            let mut at = 0usize;
+            for &rank in path {
+                if rank < 0 {
+                    return invalid!("candidate ranks must be >= 0, got {rank} in path {path:?}");
+                }
+                at = match children[at].iter().find(|(r, _)| *r == rank) {
+                    Some(&(_, node)) => node as usize,
+                    None => {
+                        let node = children.len();
+                        if node + 1 > max_nodes {
+                            return invalid!("the template has more than max_nodes = {max_nodes} nodes");
+                        }
+                        children[at].push((rank, node as u32));
+                        children.push(Vec::new());
+                        node
+                    }
+                };
             }
         }
-        all.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
-        all.dedup();
-        if all.len() + 1 > max_nodes {
-            return invalid!(
-                "the template has {} nodes, more than max_nodes = {max_nodes}",
-                all.len() + 1
-            );
-        }
-        let mut index: BTreeMap<Vec<i32>, i32> = BTreeMap::new();
-        let mut parents = vec![-1];
-        let mut ranks = vec![0];
-        for (k, path) in all.iter().enumerate() {
-            let parent = if path.len() == 1 {
-                0
-            } else {
-                index[&path[..path.len() - 1]]
-            };
+        let mut parents = Vec::with_capacity(children.len());
+        let mut ranks = Vec::with_capacity(children.len());
+        let mut queue = std::collections::VecDeque::from([(0usize, -1i32, 0i32)]);
+        while let Some((node, parent, rank)) = queue.pop_front() {
+            let index = parents.len() as i32;
             parents.push(parent);
-            ranks.push(*path.last().expect("paths are not empty"));
-            index.insert(path.clone(), k as i32 + 1);
+            ranks.push(rank);
+            let mut kids = std::mem::take(&mut children[node]);
+            kids.sort_unstable();
+            queue.extend(kids.into_iter().map(|(r, child)| (child as usize, index, r)));
         }
         Self::new(parents, ranks)
     }

@@ -193,7 +193,7 @@ crate::sampling::kernels::multiversion! {
             high[j] = if v > high[j] { v } else { high[j] };
         }
         let total: f64 = acc.iter().sum();
-        let bad = total.is_nan() || low.iter().any(|&v| v < 0.0) || high.iter().any(|&v| v == f32::INFINITY);
+        let bad = total.is_nan() || low.iter().any(|&v| v < 0.0) || high.contains(&f32::INFINITY);
         (total, bad)
     }
 }
@@ -368,7 +368,13 @@ impl<'a> NodeState<'a> {
         let mut removed = self.removed.clone();
         removed.sort_unstable();
         let row = self.target;
-        let weight = |i: usize| if removed.binary_search(&i).is_ok() { 0.0 } else { row[i] };
+        let weight = |i: usize| {
+            if removed.binary_search(&i).is_ok() {
+                0.0
+            } else {
+                row[i]
+            }
+        };
         let goal = u * (1.0 - self.removed_mass);
         let mut cum = 0.0;
         let mut next_removed = 0;
@@ -388,7 +394,10 @@ impl<'a> NodeState<'a> {
             }
             cum += mass;
         }
-        let exact = NodeState { validation: Validation::Full, ..self.clone_without_residual() };
+        let exact = NodeState {
+            validation: Validation::Full,
+            ..self.clone_without_residual()
+        };
         exact.recover(u, node)
     }
 

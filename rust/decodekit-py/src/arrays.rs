@@ -224,6 +224,10 @@ pub fn int_vector(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<i32>> {
     if array.len() == 0 {
         return Ok(Vec::new());
     }
+    if let Ok(values) = array.cast::<PyArrayDyn<i32>>() {
+        // The common case (int32 ids, as every decodekit result is) needs no conversion.
+        return Ok(values.readonly().as_array().iter().copied().collect());
+    }
     let kind = array.dtype().kind();
     if kind != b'i' && kind != b'u' {
         return Err(invalid_input(format!(
@@ -241,4 +245,40 @@ pub fn int_vector(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<i32>> {
             i32::try_from(v).map_err(|_| invalid_input(format!("{name}[{i}] = {v} does not fit in int32")))
         })
         .collect()
+}
+
+/// Read a sequence of integer sequences (Medusa-style paths) without building intermediate Python lists.
+pub fn int_paths(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<Vec<i32>>> {
+    let mut paths = Vec::new();
+    for item in obj
+        .try_iter()
+        .map_err(|_| invalid_input(format!("{name} must be a sequence of sequences")))?
+    {
+        let item = item?;
+        let path = if let Ok(tuple) = item.cast::<pyo3::types::PyTuple>() {
+            tuple
+                .iter()
+                .map(|v| v.extract::<i32>())
+                .collect::<PyResult<Vec<i32>>>()
+        } else {
+            item.extract::<Vec<i32>>()
+        };
+        paths.push(path.map_err(|_| invalid_input(format!("{name} must hold sequences of int32 values")))?);
+    }
+    Ok(paths)
+}
+
+/// Read a 2-D integer array as row-major `i32` values plus its shape (int32 C-contiguous input is copied
+/// once, without a dtype conversion).
+pub fn int_matrix(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<(Vec<i32>, usize, usize)> {
+    let array = as_ndarray(obj)?;
+    let shape = array.shape().to_vec();
+    let [rows, cols] = shape[..] else {
+        return Err(invalid_input(format!("{name} must be 2-D, got shape {shape:?}")));
+    };
+    if let Ok(values) = array.cast::<PyArrayDyn<i32>>() {
+        return Ok((values.readonly().as_array().iter().copied().collect(), rows, cols));
+    }
+    let flat = array.call_method1("reshape", (-1,))?;
+    Ok((int_vector(&flat, name)?, rows, cols))
 }

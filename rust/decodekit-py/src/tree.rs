@@ -7,7 +7,7 @@ use numpy::{Element, IntoPyArray, PyArray1, PyArrayDyn, PyArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyTuple, PyType};
 
-use crate::arrays::{float64_vector, int_vector, output};
+use crate::arrays::{float64_vector, int_matrix, int_paths, int_vector, output};
 use crate::errors::{core, invalid_input};
 
 /// A tree of draft tokens in topological (normally breadth-first) order; node 0 is the root, the last
@@ -78,7 +78,8 @@ impl PyDraftTree {
     /// Merge token paths (Medusa style: each a sequence of token ids after the root) into one tree,
     /// sharing common prefixes, numbered breadth-first in order of first appearance.
     #[staticmethod]
-    fn from_paths(root_token: i32, paths: Vec<Vec<i32>>) -> PyResult<Self> {
+    fn from_paths(root_token: i32, paths: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let paths = int_paths(paths, "paths")?;
         Ok(Self {
             inner: Arc::new(core(DraftTree::from_paths(root_token, &paths))?),
         })
@@ -413,7 +414,8 @@ impl PyTreeTemplate {
     /// by depth, then lexicographically. Refuses templates of more than ``max_nodes`` nodes.
     #[staticmethod]
     #[pyo3(signature = (paths, max_nodes = 4096))]
-    fn from_paths(paths: Vec<Vec<i32>>, max_nodes: usize) -> PyResult<Self> {
+    fn from_paths(paths: &Bound<'_, PyAny>, max_nodes: usize) -> PyResult<Self> {
+        let paths = int_paths(paths, "paths")?;
         Ok(Self {
             inner: Arc::new(core(TreeTemplate::from_paths(&paths, max_nodes))?),
         })
@@ -490,19 +492,8 @@ impl PyTreeTemplate {
     /// A :class:`DraftTree` with node ``i`` holding ``candidates[parent(i), rank(i)]``; ``candidates`` is
     /// int ``[num_nodes, width]`` (row ``j``: the candidate tokens after node ``j``, best first).
     fn instantiate(&self, root_token: i32, candidates: &Bound<'_, PyAny>) -> PyResult<PyDraftTree> {
-        let array = candidates
-            .py()
-            .import("numpy")?
-            .getattr("asarray")?
-            .call1((candidates,))?;
-        let shape: Vec<usize> = array.getattr("shape")?.extract()?;
-        if shape.len() != 2 {
-            return Err(invalid_input(format!(
-                "candidates must be 2-D [num_nodes, width], got shape {shape:?}"
-            )));
-        }
-        let flat = int_vector(&array.call_method1("reshape", (-1,))?, "candidates")?;
-        let tree = core(self.inner.instantiate(root_token, &flat, shape[1]))?;
+        let (flat, _, width) = int_matrix(candidates, "candidates")?;
+        let tree = core(self.inner.instantiate(root_token, &flat, width))?;
         Ok(PyDraftTree {
             inner: Arc::new(tree),
         })
