@@ -144,19 +144,8 @@ impl TreeProbs<'_> {
 /// tolerance from one. One pass: the sums also serve to draw from the row.
 fn checked_blocks(row: &[f32], name: &str, index: usize) -> Result<Vec<f64>> {
     let mut blocks = Vec::with_capacity(row.len().div_ceil(BLOCK));
-    let mut bad = false;
-    for block in row.chunks(BLOCK) {
-        let (sum, block_bad) = total_and_bad(block);
-        blocks.push(sum);
-        bad |= block_bad;
-    }
-    if bad {
-        let (j, v) = row
-            .iter()
-            .enumerate()
-            .find(|(_, v)| !(**v >= 0.0 && v.is_finite()))
-            .expect("seen");
-        return invalid!("{name} row {index} holds {v} at token {j}; probabilities must be finite and >= 0");
+    if row_block_sums(row, &mut blocks) {
+        return Err(bad_value(row, name, index));
     }
     let total: f64 = blocks.iter().sum();
     if (total - 1.0).abs() > SUM_TOLERANCE {
@@ -165,38 +154,54 @@ fn checked_blocks(row: &[f32], name: &str, index: usize) -> Result<Vec<f64>> {
     Ok(blocks)
 }
 
+fn bad_value(row: &[f32], name: &str, index: usize) -> crate::error::CoreError {
+    let (j, v) = row
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !(**v >= 0.0 && v.is_finite()))
+        .expect("seen");
+    crate::error::CoreError::InvalidInput(format!(
+        "{name} row {index} holds {v} at token {j}; probabilities must be finite and >= 0"
+    ))
+}
+
 fn checked_total(row: &[f32], name: &str, index: usize) -> Result<f64> {
     Ok(checked_blocks(row, name, index)?.iter().sum())
 }
 
 crate::sampling::kernels::multiversion! {
-    /// The f64 sum of a slice and whether any value is NaN, negative or infinite, in one pass.
-    fn total_and_bad(row: &[f32]) -> (f64, bool) {
-        // Min and max lanes find negative and infinite values; a NaN poisons the sum. (Range checks per
-        // value compile to far slower code.)
-        let mut acc = [0.0f64; 8];
+    /// Append the f64 sum of every [`BLOCK`] values of `row` to `blocks`; returns whether any value is
+    /// NaN, negative or infinite. One pass, one dispatch for the whole row.
+    fn row_block_sums(row: &[f32], blocks: &mut Vec<f64>) -> bool {
+        // Min and max lanes find negative and infinite values; a NaN poisons its block's sum. (Range
+        // checks per value compile to far slower code.)
         let mut low = [f32::INFINITY; 8];
         let mut high = [0.0f32; 8];
-        let chunks = row.chunks_exact(8);
-        let tail = chunks.remainder();
-        for c in chunks {
-            for j in 0..8 {
-                let v = c[j];
-                acc[j] += f64::from(v);
-                low[j] = if v < low[j] { v } else { low[j] };
-                high[j] = if v > high[j] { v } else { high[j] };
+        let mut nan = false;
+        for block in row.chunks(BLOCK) {
+            // Two simple passes over a block that sits in L1 vectorize far better than one fused loop.
+            let sum = crate::sampling::kernels::sum_lanes(block);
+            let chunks = block.chunks_exact(8);
+            let tail = chunks.remainder();
+            for c in chunks {
+                for j in 0..8 {
+                    low[j] = low[j].min(c[j]);
+                    high[j] = high[j].max(c[j]);
+                }
             }
+            for (j, &v) in tail.iter().enumerate() {
+                low[j] = low[j].min(v);
+                high[j] = high[j].max(v);
+            }
+            nan |= sum.is_nan();
+            blocks.push(sum);
         }
-        for (j, &v) in tail.iter().enumerate() {
-            acc[j] += f64::from(v);
-            low[j] = if v < low[j] { v } else { low[j] };
-            high[j] = if v > high[j] { v } else { high[j] };
-        }
-        let total: f64 = acc.iter().sum();
-        let bad = total.is_nan() || low.iter().any(|&v| v < 0.0) || high.contains(&f32::INFINITY);
-        (total, bad)
+        nan || low.iter().any(|&v| v < 0.0) || high.contains(&f32::INFINITY)
     }
 }
+
+/// Tokens per step of the early-exit scan of [`NodeState::recover_trusting`].
+const SCAN_STEP: usize = 16 * BLOCK;
 
 /// A probability read from a row, checked for range.
 fn read(row: &[f32], token: usize, name: &str, index: usize) -> Result<f64> {
@@ -213,6 +218,8 @@ struct NodeState<'a> {
     target: &'a [f32],
     /// Normaliser of `target` (its sum, or 1 when rows are trusted).
     target_total: f64,
+    /// Block sums of `target` when it was checked in full, kept for drawing the final token.
+    target_blocks: Option<Vec<f64>>,
     /// Tokens removed from the target (deterministic drafts), with the mass they held.
     removed: Vec<usize>,
     removed_mass: f64,
@@ -229,19 +236,20 @@ impl<'a> NodeState<'a> {
         let target = probs.target.row(node);
         // A leaf's draft row is never read (and a chain's draft matrix has no row for its last node).
         let draft = probs.draft.filter(|_| has_children).map(|d| d.row(node));
-        let (target_total, draft_total) = match validation {
+        let (target_blocks, draft_total) = match validation {
             Validation::Full => (
-                checked_total(target, "target_probs", node)?,
+                Some(checked_blocks(target, "target_probs", node)?),
                 match draft {
                     Some(d) => checked_total(d, "draft_probs", node)?,
                     None => 1.0,
                 },
             ),
-            Validation::ReadValues => (1.0, 1.0),
+            Validation::ReadValues => (None, 1.0),
         };
         Ok(Self {
             target,
-            target_total,
+            target_total: target_blocks.as_ref().map_or(1.0, |b| b.iter().sum()),
+            target_blocks,
             removed: Vec::new(),
             removed_mass: 0.0,
             residual: None,
@@ -340,8 +348,11 @@ impl<'a> NodeState<'a> {
             }
             None if self.validation == Validation::ReadValues => return self.recover_trusting(u, node),
             None => {
-                // The row sampled from is always checked in full: every value of it matters.
-                let mut blocks = checked_blocks(self.target, "target_probs", node)?;
+                // Checked in full when the node was entered; every value of it matters.
+                let mut blocks = match &self.target_blocks {
+                    Some(blocks) => blocks.clone(),
+                    None => checked_blocks(self.target, "target_probs", node)?,
+                };
                 let mut removed = self.removed.clone();
                 removed.sort_unstable();
                 for &x in &removed {
@@ -378,21 +389,25 @@ impl<'a> NodeState<'a> {
         let goal = u * (1.0 - self.removed_mass);
         let mut cum = 0.0;
         let mut next_removed = 0;
-        for (b, block) in row.chunks(BLOCK).enumerate() {
-            let (mut mass, bad) = total_and_bad(block);
-            if bad {
-                // Report it the way a full check would.
-                checked_blocks(row, "target_probs", node)?;
+        let mut blocks = Vec::with_capacity(SCAN_STEP / BLOCK);
+        for (step, part) in row.chunks(SCAN_STEP).enumerate() {
+            blocks.clear();
+            if row_block_sums(part, &mut blocks) {
+                return Err(bad_value(row, "target_probs", node));
             }
-            while next_removed < removed.len() && removed[next_removed] < (b + 1) * BLOCK {
-                mass -= f64::from(row[removed[next_removed]]);
-                next_removed += 1;
+            for (k, &block_mass) in blocks.iter().enumerate() {
+                let b = step * (SCAN_STEP / BLOCK) + k;
+                let mut mass = block_mass;
+                while next_removed < removed.len() && removed[next_removed] < (b + 1) * BLOCK {
+                    mass -= f64::from(row[removed[next_removed]]);
+                    next_removed += 1;
+                }
+                if mass > 0.0 && cum + mass > goal {
+                    let token = locate_in_block(b, cum, goal, &weight).ok_or_else(|| no_mass(node))?;
+                    return Ok(token as i32);
+                }
+                cum += mass;
             }
-            if mass > 0.0 && cum + mass > goal {
-                let token = locate_in_block(b, cum, goal, &weight).ok_or_else(|| no_mass(node))?;
-                return Ok(token as i32);
-            }
-            cum += mass;
         }
         let exact = NodeState {
             validation: Validation::Full,
@@ -405,6 +420,7 @@ impl<'a> NodeState<'a> {
         Self {
             target: self.target,
             target_total: self.target_total,
+            target_blocks: self.target_blocks.clone(),
             removed: self.removed.clone(),
             removed_mass: self.removed_mass,
             residual: None,

@@ -187,8 +187,9 @@ pub fn sum_f64(values: &[f32]) -> f64 {
 }
 }
 
+/// [`sum_f64`] for callers that are themselves multiversioned (it must inline into them).
 #[inline(always)]
-fn sum_lanes(values: &[f32]) -> f64 {
+pub(crate) fn sum_lanes(values: &[f32]) -> f64 {
     let mut acc = [0.0f64; LANES];
     let chunks = values.chunks_exact(LANES);
     let tail = chunks.remainder();
