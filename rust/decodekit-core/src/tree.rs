@@ -39,28 +39,10 @@ impl DraftTree {
                 parents.len()
             );
         }
-        if tokens.len() > i32::MAX as usize {
-            return invalid!("a draft tree may hold at most {} nodes", i32::MAX);
-        }
-        if parents[0] != -1 {
-            return invalid!("parents[0] must be -1 (node 0 is the root), got {}", parents[0]);
-        }
         if let Some((i, &t)) = tokens.iter().enumerate().find(|(_, &t)| t < 0) {
             return invalid!("tokens[{i}] = {t} is not a token id (ids are >= 0)");
         }
-        let mut depth = vec![0i32; tokens.len()];
-        for (i, &p) in parents.iter().enumerate().skip(1) {
-            if p == -1 {
-                return invalid!("node {i} has parent -1: a tree has one root, node 0");
-            }
-            if p < 0 || p as usize >= i {
-                return invalid!(
-                    "node {i} has parent {p}; a parent must be an earlier node (0 <= parent < {i}), \
-                     which also rules out cycles"
-                );
-            }
-            depth[i] = depth[p as usize] + 1;
-        }
+        let depth = depths(&parents)?;
         let mut counts = vec![0u32; tokens.len() + 1];
         for &p in &parents[1..] {
             counts[p as usize + 1] += 1;
@@ -309,6 +291,34 @@ impl DraftTree {
     }
 }
 
+/// Check a parent array (one root at node 0, every other parent an earlier node) and return the depth of
+/// every node. Shared by [`DraftTree`] and [`TreeTemplate`].
+fn depths(parents: &[i32]) -> Result<Vec<i32>> {
+    if parents.is_empty() {
+        return invalid!("a tree needs at least the root node; parents is empty");
+    }
+    if parents.len() > i32::MAX as usize {
+        return invalid!("a tree may hold at most {} nodes", i32::MAX);
+    }
+    if parents[0] != -1 {
+        return invalid!("parents[0] must be -1 (node 0 is the root), got {}", parents[0]);
+    }
+    let mut depth = vec![0i32; parents.len()];
+    for (i, &p) in parents.iter().enumerate().skip(1) {
+        if p == -1 {
+            return invalid!("node {i} has parent -1: a tree has one root, node 0");
+        }
+        if p < 0 || p as usize >= i {
+            return invalid!(
+                "node {i} has parent {p}; a parent must be an earlier node (0 <= parent < {i}), \
+                 which also rules out cycles"
+            );
+        }
+        depth[i] = depth[p as usize] + 1;
+    }
+    Ok(depth)
+}
+
 fn check_len(got: usize, want: usize, what: &str) -> Result<()> {
     if got != want {
         return invalid!("out for the {what} must hold {want} values, got {got}");
@@ -412,20 +422,24 @@ impl TreeTemplate {
         if let Some((i, &r)) = ranks.iter().enumerate().find(|(_, &r)| r < 0) {
             return invalid!("ranks[{i}] = {r}; candidate ranks are >= 0");
         }
-        let shape = DraftTree::new(ranks.clone(), parents.clone())?;
-        let mut seen = std::collections::HashSet::new();
-        for (i, &p) in parents.iter().enumerate().skip(1) {
-            if !seen.insert((p, ranks[i])) {
-                return invalid!(
-                    "node {i} repeats rank {} under parent {p}; siblings take distinct ranks",
-                    ranks[i]
-                );
-            }
+        let depth = depths(&parents)?;
+        // Siblings take distinct ranks: sort the (parent, rank) pairs and look for neighbours.
+        let mut pairs: Vec<(i32, i32, usize)> = parents
+            .iter()
+            .zip(&ranks)
+            .enumerate()
+            .skip(1)
+            .map(|(i, (&p, &r))| (p, r, i))
+            .collect();
+        pairs.sort_unstable();
+        if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0 && w[0].1 == w[1].1) {
+            let (p, r, i) = w[1];
+            return invalid!("node {i} repeats rank {r} under parent {p}; siblings take distinct ranks");
         }
         Ok(Self {
             parents,
             ranks,
-            depth: shape.depth().to_vec(),
+            depth,
         })
     }
 
