@@ -128,9 +128,22 @@ def two_step_distribution(target: Model) -> dict[tuple[int, int], float]:
     }
 
 
+def random_shape(seed: int, nodes: int = 9, max_depth: int = 3) -> list[int]:
+    """A random parent array (parents before children, depth at most ``max_depth``)."""
+    gen = np.random.default_rng(seed)
+    parents, depth = [-1], [0]
+    while len(parents) < nodes:
+        parent = int(gen.integers(0, len(parents)))
+        if depth[parent] < max_depth:
+            parents.append(parent)
+            depth.append(depth[parent] + 1)
+    return parents
+
+
 SHAPES = {
     "chain": [-1, 0, 1, 2],
     "tree": [-1, 0, 0, 0, 1, 1, 2, 4],
+    "random": random_shape(2024),
 }
 
 
@@ -139,7 +152,7 @@ SHAPES = {
     [
         pytest.param(vocab, shape, stochastic, True, id=f"{shape}-V{vocab}-{kind}")
         for vocab in (3, 6)
-        for shape in ("chain", "tree")
+        for shape in ("chain", "tree", "random")
         for stochastic, kind in ((False, "deterministic-drafts"), (True, "draft-probs"))
     ]
     + [
