@@ -349,24 +349,11 @@ impl<'a> NodeState<'a> {
             None if self.validation == Validation::ReadValues => return self.recover_trusting(u, node),
             None => {
                 // Checked in full when the node was entered; every value of it matters.
-                let mut blocks = match &self.target_blocks {
+                let blocks = match &self.target_blocks {
                     Some(blocks) => blocks.clone(),
                     None => checked_blocks(self.target, "target_probs", node)?,
                 };
-                let mut removed = self.removed.clone();
-                removed.sort_unstable();
-                for &x in &removed {
-                    blocks[x / BLOCK] -= f64::from(self.target[x]);
-                }
-                let total: f64 = blocks.iter().sum();
-                let target = self.target;
-                locate(&blocks, u * total, |i| {
-                    if removed.binary_search(&i).is_ok() {
-                        0.0
-                    } else {
-                        target[i]
-                    }
-                })
+                draw_excluding(self.target, blocks, &self.sorted_removed(), u)
             }
         };
         token.map(|t| t as i32).ok_or_else(|| no_mass(node))
@@ -376,16 +363,8 @@ impl<'a> NodeState<'a> {
     /// token, checking the values scanned. A row found to hold less mass than assumed is checked in full
     /// and sampled exactly after all.
     fn recover_trusting(&self, u: f64, node: usize) -> Result<i32> {
-        let mut removed = self.removed.clone();
-        removed.sort_unstable();
+        let removed = self.sorted_removed();
         let row = self.target;
-        let weight = |i: usize| {
-            if removed.binary_search(&i).is_ok() {
-                0.0
-            } else {
-                row[i]
-            }
-        };
         let goal = u * (1.0 - self.removed_mass);
         let mut cum = 0.0;
         let mut next_removed = 0;
@@ -403,32 +382,44 @@ impl<'a> NodeState<'a> {
                     next_removed += 1;
                 }
                 if mass > 0.0 && cum + mass > goal {
-                    let token = locate_in_block(b, cum, goal, &weight).ok_or_else(|| no_mass(node))?;
-                    return Ok(token as i32);
+                    let token = locate_in_block(b, cum, goal, &excluding(row, &removed));
+                    return token.map(|t| t as i32).ok_or_else(|| no_mass(node));
                 }
                 cum += mass;
             }
         }
-        let exact = NodeState {
-            validation: Validation::Full,
-            ..self.clone_without_residual()
-        };
-        exact.recover(u, node)
+        // Less mass than assumed: check the whole row and draw exactly against its true total.
+        let blocks = checked_blocks(row, "target_probs", node)?;
+        draw_excluding(row, blocks, &removed, u)
+            .map(|t| t as i32)
+            .ok_or_else(|| no_mass(node))
     }
 
-    fn clone_without_residual(&self) -> Self {
-        Self {
-            target: self.target,
-            target_total: self.target_total,
-            target_blocks: self.target_blocks.clone(),
-            removed: self.removed.clone(),
-            removed_mass: self.removed_mass,
-            residual: None,
-            draft: self.draft,
-            draft_total: self.draft_total,
-            validation: self.validation,
+    fn sorted_removed(&self) -> Vec<usize> {
+        let mut removed = self.removed.clone();
+        removed.sort_unstable();
+        removed
+    }
+}
+
+/// The weight of token `i` in `row` with the (sorted) `removed` tokens taken out.
+fn excluding<'r>(row: &'r [f32], removed: &'r [usize]) -> impl Fn(usize) -> f32 + 'r {
+    move |i| {
+        if removed.binary_search(&i).is_ok() {
+            0.0
+        } else {
+            row[i]
         }
     }
+}
+
+/// Draw from `row` without the (sorted) `removed` tokens, given the row's block sums.
+fn draw_excluding(row: &[f32], mut blocks: Vec<f64>, removed: &[usize], u: f64) -> Option<usize> {
+    for &x in removed {
+        blocks[x / BLOCK] -= f64::from(row[x]);
+    }
+    let total: f64 = blocks.iter().sum();
+    locate(&blocks, u * total, excluding(row, removed))
 }
 
 fn no_mass(node: usize) -> crate::error::CoreError {
