@@ -266,3 +266,49 @@ def greedy_brute_force(
         ) > len(best):
             best = path
     return best, [tokens[j] for j in best[1:]] + [target_tokens[best[-1]]]
+
+
+# --- n-gram drafters ------------------------------------------------------------------------------------
+
+
+def vllm_ngram_propose(tokens: list[int], min_n: int, max_n: int, k: int) -> list[int]:
+    """A port of vLLM's n-gram proposer algorithm (KMP over the reversed context, longest border capped
+    at ``max_n``; the earliest occurrence of the longest match wins)."""
+    total = len(tokens)
+    if total < min_n or k <= 0:
+        return []
+    rev = tokens[::-1]
+    lps = [0] * max_n
+    longest, position, prev, i = 0, 0, 0, 1
+    while i < total:
+        if rev[prev] == rev[i]:
+            prev += 1
+            if prev >= longest:
+                longest, position = prev, i
+            if i < max_n:
+                lps[i] = prev
+            if prev == max_n:
+                prev = lps[max_n - 1]
+            i += 1
+        elif prev != 0:
+            prev = lps[prev - 1]
+        else:
+            i += 1
+    if longest < min_n:
+        return []
+    start = total - 1 - position + longest
+    return tokens[start : start + min(k, total - start)]
+
+
+def brute_force_ngram_propose(tokens: list[int], min_n: int, max_n: int, k: int) -> list[int]:
+    """The matching rule stated directly: the largest n whose suffix n-gram occurs earlier (ending before
+    the last token), its earliest occurrence, and the up to k tokens after it."""
+    total = len(tokens)
+    for n in range(max_n, min_n - 1, -1):
+        if total < n + 1:
+            continue
+        suffix = tokens[total - n :]
+        for s in range(0, total - n):
+            if tokens[s : s + n] == suffix:
+                return tokens[s + n : s + n + k]
+    return []

@@ -14,6 +14,7 @@ __all__ = [
     "GrammarError",
     "InvalidInputError",
     "KernelUnavailableError",
+    "PromptLookup",
     "ResourceLimitError",
     "Rng",
     "TreeBatch",
@@ -295,3 +296,26 @@ def verify_chain_batch(
 def verify_typical(
     tree: DraftTree, target_probs: npt.ArrayLike, *, epsilon: float = 0.09, alpha: float = 0.3
 ) -> Verification: ...
+
+@final
+class PromptLookup:
+    """Incremental prompt lookup over one sequence."""
+
+    def __new__(
+        cls,
+        min_n: int = 1,
+        max_n: int = 4,
+        max_depth: int = 8,
+        max_nodes: int = 8,
+        *,
+        vocab_size: int | None = None,
+    ) -> PromptLookup: ...
+    def extend(self, tokens: npt.ArrayLike) -> None: ...
+    def rollback(self, count: int) -> None: ...
+    def reset(self) -> None: ...
+    def propose(self) -> DraftTree: ...
+    @property
+    def tokens(self) -> npt.NDArray[np.int32]: ...
+    @staticmethod
+    def propose_batch(lookups: Sequence[PromptLookup]) -> list[DraftTree]: ...
+    def __len__(self) -> int: ...

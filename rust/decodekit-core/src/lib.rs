@@ -4,6 +4,7 @@
 //! be tested by `cargo test` and reused from other Rust engines. The `decodekit-py` crate binds these
 //! functions to Python; it only checks arguments, releases the GIL and maps errors.
 
+pub mod draft;
 pub mod error;
 pub mod parallel;
 pub mod rng;

@@ -6,6 +6,7 @@
 #![allow(clippy::needless_pass_by_value)]
 
 mod arrays;
+mod draft;
 mod errors;
 mod rng;
 mod sampling;
@@ -53,6 +54,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sampling::gumbel_top_k, m)?)?;
     m.add_function(wrap_pyfunction!(sampling::stochastic_beam_search_step, m)?)?;
     m.add_class::<tree::PyDraftTree>()?;
+    m.add_class::<draft::PyPromptLookup>()?;
     m.add_class::<tree::PyTreeTemplate>()?;
     m.add_class::<tree::PyTreeBatch>()?;
     m.add_class::<verify::PyVerification>()?;
