@@ -7,6 +7,7 @@
 pub mod draft;
 pub mod error;
 pub mod parallel;
+pub mod persist;
 pub mod rng;
 pub mod sampling;
 pub mod tree;

@@ -3,8 +3,10 @@
 use std::sync::Arc;
 
 use decodekit_core::draft::ngram::{PromptLookup, PromptLookupConfig};
+use decodekit_core::draft::store::NGramStore;
 use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 use crate::arrays::int_vector;
 use crate::errors::{core, detached};
@@ -20,7 +22,8 @@ use crate::tree::PyDraftTree;
 /// (overlaps allowed); the *earliest* such occurrence wins and the proposal is the up to ``max_depth``
 /// tokens that followed it. With ``max_nodes > max_depth`` the continuations of the (up to 64) most
 /// recent occurrences are merged into a tree of at most ``max_nodes`` draft nodes, ranked by how many
-/// occurrences share a node, then by recency. When nothing matches the tree is just the root.
+/// occurrences share a node, then by recency. When nothing matches, ``store`` (an :class:`NGramStore`) is
+/// consulted with the last tokens as context if given; otherwise the tree is just the root.
 #[pyclass(module = "decodekit._core", name = "PromptLookup")]
 pub struct PyPromptLookup {
     inner: PromptLookup,
@@ -29,13 +32,14 @@ pub struct PyPromptLookup {
 #[pymethods]
 impl PyPromptLookup {
     #[new]
-    #[pyo3(signature = (min_n = 1, max_n = 4, max_depth = 8, max_nodes = 8, *, vocab_size = None))]
+    #[pyo3(signature = (min_n = 1, max_n = 4, max_depth = 8, max_nodes = 8, *, vocab_size = None, store = None))]
     fn new(
         min_n: usize,
         max_n: usize,
         max_depth: usize,
         max_nodes: usize,
         vocab_size: Option<u32>,
+        store: Option<PyRef<'_, PyNGramStore>>,
     ) -> PyResult<Self> {
         let config = PromptLookupConfig {
             min_n,
@@ -43,9 +47,9 @@ impl PyPromptLookup {
             max_depth,
             max_nodes,
         };
-        Ok(Self {
-            inner: core(PromptLookup::new(config, vocab_size))?,
-        })
+        let mut inner = core(PromptLookup::new(config, vocab_size))?;
+        inner.set_fallback(store.map(|s| Arc::clone(&s.inner)));
+        Ok(Self { inner })
     }
 
     /// Append tokens (int ``[m]``): the prompt, then each step's accepted tokens.
@@ -107,6 +111,95 @@ impl PyPromptLookup {
             c.max_depth,
             c.max_nodes,
             self.inner.tokens().len()
+        )
+    }
+}
+
+/// A thread-safe n-gram continuation store shared across requests (SuffixDecoding / SGLang n-gram cache
+/// style). ``add(tokens)`` counts, for every context of 1..``max_n`` tokens, the token that followed;
+/// ``propose(context, max_nodes, max_depth)`` grows a tree best-first by path probability, each node
+/// predicted from the longest stored context ending at it.
+///
+/// Memory: at most ``capacity_tokens`` (context, next token) entries. When an ``add`` exceeds that, every
+/// count is halved (rounding down) and zero counts are dropped, repeatedly until it fits, so old and rare
+/// continuations go first. ``to_bytes``/``from_bytes`` (and pickle) round-trip exactly; damaged bytes raise
+/// :class:`CorruptStateError`.
+#[pyclass(frozen, module = "decodekit._core", name = "NGramStore")]
+pub struct PyNGramStore {
+    inner: Arc<NGramStore>,
+}
+
+#[pymethods]
+impl PyNGramStore {
+    #[new]
+    #[pyo3(signature = (max_n = 4, capacity_tokens = 1_000_000))]
+    fn new(max_n: usize, capacity_tokens: usize) -> PyResult<Self> {
+        Ok(Self {
+            inner: Arc::new(core(NGramStore::new(max_n, capacity_tokens))?),
+        })
+    }
+
+    /// Count the continuations in ``tokens`` (int ``[m]``), e.g. a finished output.
+    fn add(&self, py: Python<'_>, tokens: &Bound<'_, PyAny>) -> PyResult<()> {
+        let tokens = int_vector(tokens, "tokens")?;
+        detached(py, || self.inner.add(&tokens))
+    }
+
+    /// A draft tree after ``context`` (int ``[m]``, at least one token; its last token is the root) with at
+    /// most ``max_nodes`` draft nodes and depth ``max_depth``.
+    #[pyo3(signature = (context, max_nodes = 8, max_depth = 8))]
+    fn propose(
+        &self,
+        context: &Bound<'_, PyAny>,
+        max_nodes: usize,
+        max_depth: usize,
+    ) -> PyResult<PyDraftTree> {
+        let context = int_vector(context, "context")?;
+        Ok(PyDraftTree {
+            inner: Arc::new(core(self.inner.propose(&context, max_nodes, max_depth))?),
+        })
+    }
+
+    /// The longest context kept.
+    #[getter]
+    fn max_n(&self) -> usize {
+        self.inner.max_n()
+    }
+
+    /// The entry budget.
+    #[getter]
+    fn capacity_tokens(&self) -> usize {
+        self.inner.capacity()
+    }
+
+    /// Serialize (magic, version, CRC-32 checksum); equal stores give equal bytes.
+    fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        Ok(PyBytes::new(py, &core(self.inner.to_bytes())?))
+    }
+
+    /// Load bytes from :meth:`to_bytes`; damaged or truncated bytes raise :class:`CorruptStateError`.
+    #[staticmethod]
+    fn from_bytes(data: &[u8]) -> PyResult<Self> {
+        Ok(Self {
+            inner: Arc::new(core(NGramStore::from_bytes(data))?),
+        })
+    }
+
+    fn __len__(&self) -> PyResult<usize> {
+        core(self.inner.len())
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
+        let from_bytes = slf.get_type().getattr("from_bytes")?;
+        Ok((from_bytes, (slf.get().to_bytes(slf.py())?,)))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "NGramStore(max_n={}, capacity_tokens={}, entries={})",
+            self.inner.max_n(),
+            self.inner.capacity(),
+            self.inner.len().unwrap_or(0)
         )
     }
 }

@@ -55,6 +55,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sampling::stochastic_beam_search_step, m)?)?;
     m.add_class::<tree::PyDraftTree>()?;
     m.add_class::<draft::PyPromptLookup>()?;
+    m.add_class::<draft::PyNGramStore>()?;
     m.add_class::<tree::PyTreeTemplate>()?;
     m.add_class::<tree::PyTreeBatch>()?;
     m.add_class::<verify::PyVerification>()?;

@@ -3,6 +3,7 @@
 //! * [`ngram::PromptLookup`]: per-sequence prompt lookup, incremental (amortized O(max_n) per token).
 
 pub mod ngram;
+pub mod store;
 
 use crate::error::Result;
 use crate::invalid;

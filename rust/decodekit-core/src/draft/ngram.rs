@@ -11,7 +11,11 @@
 //! occurrence may overlap the suffix); among those occurrences the *earliest* wins, and the proposal is
 //! the up to `max_depth` tokens that followed it (fewer when the context ends first).
 
+use std::sync::Arc;
+
 use rustc_hash::FxHashMap;
+
+use super::store::NGramStore;
 
 use crate::error::Result;
 use crate::invalid;
@@ -77,6 +81,8 @@ pub struct PromptLookup {
     tokens: Vec<u32>,
     /// `starts[n - min_n]`: n-gram -> increasing start positions.
     starts: Vec<FxHashMap<Key, Vec<u32>>>,
+    /// Consulted when the sequence itself has no match.
+    fallback: Option<Arc<NGramStore>>,
 }
 
 impl PromptLookup {
@@ -92,7 +98,13 @@ impl PromptLookup {
             vocab_size,
             tokens: Vec::new(),
             starts: vec![FxHashMap::default(); maps],
+            fallback: None,
         })
+    }
+
+    /// Consult `store` (with the sequence's last tokens as context) whenever the sequence has no match.
+    pub fn set_fallback(&mut self, store: Option<Arc<NGramStore>>) {
+        self.fallback = store;
     }
 
     /// The settings.
@@ -190,7 +202,16 @@ impl PromptLookup {
         };
         let root = last as i32;
         let Some((n, starts)) = self.longest_match() else {
-            return DraftTree::chain(root, &[]);
+            return match &self.fallback {
+                Some(store) => {
+                    let context: Vec<i32> = self.tokens[self.tokens.len().saturating_sub(store.max_n())..]
+                        .iter()
+                        .map(|&t| t as i32)
+                        .collect();
+                    store.propose(&context, self.config.max_nodes, self.config.max_depth)
+                }
+                None => DraftTree::chain(root, &[]),
+            };
         };
         let total = self.tokens.len();
         let continuation = |s: u32| {
