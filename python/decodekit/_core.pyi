@@ -20,6 +20,7 @@ __all__ = [
     "Rng",
     "TreeBatch",
     "TreeTemplate",
+    "TrigramTable",
     "UnsupportedSchemaError",
     "Verification",
     "VocabularyError",
@@ -337,4 +338,34 @@ class NGramStore:
     @staticmethod
     def from_bytes(data: bytes) -> NGramStore: ...
     def __len__(self) -> int: ...
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]: ...
+
+@final
+class TrigramTable:
+    """ADED's adaptive tri-gram table with Monte-Carlo tree search drafts."""
+
+    @staticmethod
+    def from_corpus(
+        token_arrays: Sequence[npt.ArrayLike], top_k: int = 12, *, vocab_size: int | None = None
+    ) -> TrigramTable: ...
+    def adapt(self, tokens: npt.ArrayLike) -> None: ...
+    def propose(
+        self,
+        last_two_tokens: npt.ArrayLike,
+        *,
+        max_nodes: int = 64,
+        iterations: int = 150,
+        rollout_depth: int = 4,
+        c_puct: float = 1.0,
+        rng: Rng | None = None,
+        seeds: int | None = None,
+    ) -> DraftTree: ...
+    def lookup(self, a: int, b: int) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]: ...
+    @property
+    def top_k(self) -> int: ...
+    @property
+    def num_pairs(self) -> int: ...
+    def to_bytes(self) -> bytes: ...
+    @staticmethod
+    def from_bytes(data: bytes) -> TrigramTable: ...
     def __reduce__(self) -> tuple[Any, tuple[bytes]]: ...

@@ -4,12 +4,14 @@ use std::sync::Arc;
 
 use decodekit_core::draft::ngram::{PromptLookup, PromptLookupConfig};
 use decodekit_core::draft::store::NGramStore;
+use decodekit_core::draft::trigram::{SearchParams, TrigramTable};
 use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::arrays::int_vector;
+use crate::arrays::{int_vector, seed_vector};
 use crate::errors::{core, detached};
+use crate::rng::PyRng;
 use crate::tree::PyDraftTree;
 
 /// Incremental prompt lookup over one sequence (one object per sequence; not thread-safe).
@@ -200,6 +202,153 @@ impl PyNGramStore {
             self.inner.max_n(),
             self.inner.capacity(),
             self.inner.len().unwrap_or(0)
+        )
+    }
+}
+
+/// ADED's adaptive tri-gram table with Monte-Carlo tree search drafts (Liu et al., "Adaptive
+/// Draft-Verification for Efficient Large Language Model Decoding").
+///
+/// ``TrigramTable.from_corpus(token_arrays, top_k=12)`` keeps, for every token pair, the ``top_k`` likeliest
+/// next tokens with their corpus probabilities. ``adapt(tokens)`` applies ADED's online rule: each trigram
+/// seen adds 0.04 to its weight, capped at 3.0 (a new continuation enters at 0.04, replacing the weakest
+/// only if that weighs less). ``propose((a, b), ...)`` runs Monte-Carlo tree search with the pUCT rule
+/// ``Q + c_puct * P * sqrt(N) / (1 + n)``; each iteration expands a leaf, rolls out ``rollout_depth``
+/// sampled tokens and backs up their expected accepted fraction; the ``max_nodes`` most visited nodes
+/// form the returned :class:`DraftTree` (root: ``b``). Deterministic for a given seed. Not thread-safe
+/// while adapting. ``to_bytes``/``from_bytes`` and pickle round-trip exactly; damaged bytes raise
+/// :class:`CorruptStateError`.
+#[pyclass(module = "decodekit._core", name = "TrigramTable")]
+pub struct PyTrigramTable {
+    inner: TrigramTable,
+}
+
+#[pymethods]
+impl PyTrigramTable {
+    /// Build from a corpus: a sequence of int token arrays.
+    #[staticmethod]
+    #[pyo3(signature = (token_arrays, top_k = 12, *, vocab_size = None))]
+    fn from_corpus(
+        py: Python<'_>,
+        token_arrays: &Bound<'_, PyAny>,
+        top_k: usize,
+        vocab_size: Option<u32>,
+    ) -> PyResult<Self> {
+        let corpus: Vec<Vec<i32>> = token_arrays
+            .try_iter()?
+            .enumerate()
+            .map(|(i, item)| int_vector(&item?, &format!("token_arrays[{i}]")))
+            .collect::<PyResult<_>>()?;
+        let inner = detached(py, || TrigramTable::from_corpus(&corpus, top_k, vocab_size))?;
+        Ok(Self { inner })
+    }
+
+    /// Apply ADED's online adaptation to the trigrams of ``tokens`` (int ``[m]``).
+    fn adapt(&mut self, tokens: &Bound<'_, PyAny>) -> PyResult<()> {
+        core(self.inner.adapt(&int_vector(tokens, "tokens")?))
+    }
+
+    /// A draft tree after a context ending in ``last_two_tokens = (a, b)``, by Monte-Carlo tree search.
+    /// Pass ``rng`` (one seed is drawn from it) or ``seeds`` (an int).
+    #[pyo3(signature = (last_two_tokens, *, max_nodes = 64, iterations = 150, rollout_depth = 4, c_puct = 1.0, rng = None, seeds = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn propose(
+        &self,
+        py: Python<'_>,
+        last_two_tokens: &Bound<'_, PyAny>,
+        max_nodes: usize,
+        iterations: usize,
+        rollout_depth: usize,
+        c_puct: f32,
+        rng: Option<&Bound<'_, PyRng>>,
+        seeds: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyDraftTree> {
+        let pair = int_vector(last_two_tokens, "last_two_tokens")?;
+        let [a, b] = pair[..] else {
+            return Err(crate::errors::invalid_input(format!(
+                "last_two_tokens must hold exactly two tokens, got {}",
+                pair.len()
+            )));
+        };
+        let seed =
+            match (rng, seeds) {
+                (Some(_), Some(_)) => {
+                    return Err(crate::errors::invalid_input(
+                        "pass either rng= or seeds=, not both",
+                    ))
+                }
+                (Some(rng), None) => rng.get().spawn(1)[0],
+                (None, Some(s)) => seed_vector(s, 1, true)?[0],
+                (None, None) => return Err(crate::errors::invalid_input(
+                    "TrigramTable.propose draws random rollouts: pass rng=decodekit.Rng(seed) or seeds=<int>",
+                )),
+            };
+        let params = SearchParams {
+            max_nodes,
+            iterations,
+            rollout_depth,
+            c_puct,
+        };
+        let tree = detached(py, || self.inner.propose(a, b, &params, seed))?;
+        Ok(PyDraftTree {
+            inner: Arc::new(tree),
+        })
+    }
+
+    /// ``(tokens int32[m], weights float32[m])``: the continuations kept after ``(a, b)``, best first.
+    fn lookup<'py>(
+        &self,
+        py: Python<'py>,
+        a: u32,
+        b: u32,
+    ) -> (Bound<'py, PyArray1<i32>>, Bound<'py, PyArray1<f32>>) {
+        let (tokens, weights) = self.inner.lookup(a, b);
+        (
+            tokens
+                .iter()
+                .map(|&t| t as i32)
+                .collect::<Vec<_>>()
+                .into_pyarray(py),
+            weights.to_vec().into_pyarray(py),
+        )
+    }
+
+    /// Continuations kept per pair.
+    #[getter]
+    fn top_k(&self) -> usize {
+        self.inner.top_k()
+    }
+
+    /// Number of token pairs with an entry.
+    #[getter]
+    fn num_pairs(&self) -> usize {
+        self.inner.num_pairs()
+    }
+
+    /// Serialize (magic, version, CRC-32 checksum); equal tables give equal bytes.
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.to_bytes())
+    }
+
+    /// Load bytes from :meth:`to_bytes`; damaged or truncated bytes raise :class:`CorruptStateError`.
+    #[staticmethod]
+    fn from_bytes(data: &[u8]) -> PyResult<Self> {
+        Ok(Self {
+            inner: core(TrigramTable::from_bytes(data))?,
+        })
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
+        let from_bytes = slf.get_type().getattr("from_bytes")?;
+        let bytes = slf.borrow().to_bytes(slf.py());
+        Ok((from_bytes, (bytes,)))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "TrigramTable(top_k={}, pairs={})",
+            self.inner.top_k(),
+            self.inner.num_pairs()
         )
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod ngram;
 pub mod store;
+pub mod trigram;
 
 use crate::error::Result;
 use crate::invalid;
