@@ -35,15 +35,37 @@ fn pair(a: u32, b: u32) -> u64 {
     (u64::from(a) << 32) | u64::from(b)
 }
 
+/// No known entry for a slot's continuation pair (yet): look it up in the index.
+const NO_LINK: u32 = u32::MAX;
+
 /// A tri-gram table: for each token pair, the `top_k` likeliest next tokens with weights.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct TrigramTable {
     top_k: usize,
     index: FxHashMap<u64, u32>,
+    /// The token pair of each entry.
+    keys: Vec<u64>,
     /// Entry `e` holds `lens[e]` tokens at `tokens[e * top_k..]`, weights alongside, best first.
     tokens: Vec<u32>,
     weights: Vec<f32>,
     lens: Vec<u8>,
+    /// For each slot `(e, i)`, the entry of the pair `(b, tokens[i])` that follows it (`b` being the
+    /// second token of `e`), so searches walk arrays instead of probing the hash map at every step. A
+    /// derived cache: [`NO_LINK`] when the pair had no entry when the link was made (it may have one
+    /// since, so the index is consulted then).
+    links: Vec<u32>,
+}
+
+impl PartialEq for TrigramTable {
+    fn eq(&self, other: &Self) -> bool {
+        // `links` is a cache and is left out.
+        self.top_k == other.top_k
+            && self.index == other.index
+            && self.keys == other.keys
+            && self.tokens == other.tokens
+            && self.weights == other.weights
+            && self.lens == other.lens
+    }
 }
 
 /// Settings of one [`TrigramTable::propose`] search.
@@ -114,24 +136,58 @@ impl TrigramTable {
             }
             table.lens[entry] = u8::try_from(next.len().min(top_k)).expect("top_k <= 255");
         }
+        table.relink();
         Ok(table)
+    }
+
+    /// Recompute every slot's link.
+    fn relink(&mut self) {
+        for e in 0..self.lens.len() {
+            for slot in 0..self.lens[e] as usize {
+                self.links[e * self.top_k + slot] = self.find_link(e, slot);
+            }
+        }
+    }
+
+    /// The entry that follows slot `slot` of entry `e`, from the index.
+    fn find_link(&self, e: usize, slot: usize) -> u32 {
+        let b = self.keys[e] as u32;
+        self.index
+            .get(&pair(b, self.tokens[e * self.top_k + slot]))
+            .copied()
+            .unwrap_or(NO_LINK)
+    }
+
+    /// The entry that follows slot `slot` of entry `e`, if any.
+    fn follow(&self, e: usize, slot: usize) -> Option<usize> {
+        match self.links[e * self.top_k + slot] {
+            NO_LINK => match self.find_link(e, slot) {
+                NO_LINK => None,
+                found => Some(found as usize),
+            },
+            link => Some(link as usize),
+        }
     }
 
     fn empty(top_k: usize) -> Self {
         Self {
             top_k,
             index: FxHashMap::default(),
+            keys: Vec::new(),
             tokens: Vec::new(),
             weights: Vec::new(),
             lens: Vec::new(),
+            links: Vec::new(),
         }
     }
 
     fn push_entry(&mut self, key: u64) -> usize {
         let entry = self.lens.len();
         self.index.insert(key, entry as u32);
+        self.keys.push(key);
         self.tokens.resize((entry + 1) * self.top_k, 0);
         self.weights.resize((entry + 1) * self.top_k, 0.0);
+        self.links.resize((entry + 1) * self.top_k, NO_LINK);
         self.lens.push(0);
         entry
     }
@@ -151,16 +207,7 @@ impl TrigramTable {
     /// The continuations of `(a, b)`, best first: `(tokens, weights)`.
     #[must_use]
     pub fn lookup(&self, a: u32, b: u32) -> (&[u32], &[f32]) {
-        match self.index.get(&pair(a, b)) {
-            Some(&e) => {
-                let (start, len) = (e as usize * self.top_k, self.lens[e as usize] as usize);
-                (
-                    &self.tokens[start..start + len],
-                    &self.weights[start..start + len],
-                )
-            }
-            None => (&[], &[]),
-        }
+        self.entry(a, b).map_or((&[], &[]), |e| self.entry_items(e))
     }
 
     /// ADED's online adaptation over `tokens` (see the module docs for the rule).
@@ -182,6 +229,7 @@ impl TrigramTable {
                 self.tokens[start + len] = c;
                 self.weights[start + len] = ADAPT_STEP;
                 self.lens[entry] += 1;
+                self.links[start + len] = self.find_link(entry, len);
             } else if let Some((low, &weight)) = slots
                 .iter()
                 .enumerate()
@@ -190,6 +238,7 @@ impl TrigramTable {
                 if weight < ADAPT_STEP {
                     self.tokens[start + low] = c;
                     self.weights[start + low] = ADAPT_STEP;
+                    self.links[start + low] = self.find_link(entry, low);
                 }
             }
             self.sort_entry(entry);
@@ -201,16 +250,29 @@ impl TrigramTable {
     fn sort_entry(&mut self, entry: usize) {
         let start = entry * self.top_k;
         let len = self.lens[entry] as usize;
-        let mut items: Vec<(u32, f32)> = self.tokens[start..start + len]
-            .iter()
-            .copied()
-            .zip(self.weights[start..start + len].iter().copied())
+        let mut items: Vec<(u32, f32, u32)> = (start..start + len)
+            .map(|i| (self.tokens[i], self.weights[i], self.links[i]))
             .collect();
         items.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
-        for (slot, (t, w)) in items.into_iter().enumerate() {
+        for (slot, (t, w, l)) in items.into_iter().enumerate() {
             self.tokens[start + slot] = t;
             self.weights[start + slot] = w;
+            self.links[start + slot] = l;
         }
+    }
+
+    /// The table entry of `(a, b)`, if any.
+    fn entry(&self, a: u32, b: u32) -> Option<usize> {
+        self.index.get(&pair(a, b)).map(|&e| e as usize)
+    }
+
+    /// The tokens and weights of an entry.
+    fn entry_items(&self, entry: usize) -> (&[u32], &[f32]) {
+        let (start, len) = (entry * self.top_k, self.lens[entry] as usize);
+        (
+            &self.tokens[start..start + len],
+            &self.weights[start..start + len],
+        )
     }
 
     /// A draft tree after the context ending in `(a, b)` (the root token is `b`), by Monte-Carlo tree
@@ -219,46 +281,57 @@ impl TrigramTable {
         params.validate()?;
         super::check_tokens(&[a, b], None, "last_two_tokens")?;
         let mut rng = Philox::new(seed, 0);
-        let mut nodes = vec![SearchNode::new(usize::MAX, b as u32, a as u32, 1.0)];
+        let c_puct = f64::from(params.c_puct);
+        // Nodes live in one arena; a node's children are created together, so they are contiguous.
+        let mut nodes = Vec::with_capacity(params.iterations * self.top_k + 1);
+        nodes.push(SearchNode::new(usize::MAX, b as u32, a as u32, 1.0));
+        let mut path = Vec::with_capacity(16);
         for _ in 0..params.iterations {
             // Selection.
             let mut at = 0;
-            let mut path = vec![0];
-            while nodes[at].expanded && !nodes[at].children.is_empty() {
+            path.clear();
+            path.push(0);
+            while nodes[at].expanded && nodes[at].num_children > 0 {
                 let parent_visits = f64::from(nodes[at].visits).max(1.0).sqrt();
-                let c_puct = f64::from(params.c_puct);
-                at = *nodes[at]
-                    .children
-                    .iter()
-                    .max_by(|&&x, &&y| {
-                        let score = |n: &SearchNode| {
-                            n.mean()
-                                + c_puct * f64::from(n.prior) * parent_visits / (1.0 + f64::from(n.visits))
-                        };
-                        score(&nodes[x]).total_cmp(&score(&nodes[y])).then(y.cmp(&x))
-                    })
-                    .expect("children exist");
+                let first = nodes[at].first_child;
+                let mut best = first;
+                let mut best_score = f64::NEG_INFINITY;
+                for (c, n) in nodes[nodes[at].children()].iter().enumerate() {
+                    let score =
+                        n.mean() + c_puct * f64::from(n.prior) * parent_visits / (1.0 + f64::from(n.visits));
+                    // Strictly greater: among equal scores the first (best-ranked) child wins.
+                    if score > best_score {
+                        best_score = score;
+                        best = first + c;
+                    }
+                }
+                at = best;
                 path.push(at);
             }
-            // Expansion.
+            // Expansion (the leaf's table entry is looked up once and kept on the node).
             if !nodes[at].expanded {
                 nodes[at].expanded = true;
-                let (tokens, weights) = self.lookup(nodes[at].prev, nodes[at].token);
-                let total: f32 = weights.iter().sum();
-                for (&t, &w) in tokens.iter().zip(weights) {
-                    let child = nodes.len();
+                if at == 0 {
+                    nodes[0].entry = self.entry(nodes[0].prev, nodes[0].token);
+                }
+                if let Some(e) = nodes[at].entry {
+                    let (tokens, weights) = self.entry_items(e);
+                    let total: f32 = weights.iter().sum();
+                    let first = nodes.len();
                     let prev = nodes[at].token;
-                    nodes.push(SearchNode::new(
-                        at,
-                        t,
-                        prev,
-                        if total > 0.0 { w / total } else { 0.0 },
-                    ));
-                    nodes[at].children.push(child);
+                    for (slot, (&t, &w)) in tokens.iter().zip(weights).enumerate() {
+                        let prior = if total > 0.0 { w / total } else { 0.0 };
+                        let mut child = SearchNode::new(at, t, prev, prior);
+                        child.entry = self.follow(e, slot);
+                        nodes.push(child);
+                    }
+                    nodes[at].first_child = first;
+                    nodes[at].num_children = tokens.len() as u8;
                 }
             }
+            let leaf_entry = nodes[at].entry;
             // Rollout from the leaf, valued by the expected accepted fraction.
-            let value = self.rollout(nodes[at].prev, nodes[at].token, params.rollout_depth, &mut rng);
+            let value = self.rollout(leaf_entry, params.rollout_depth, &mut rng);
             for &n in &path {
                 nodes[n].visits += 1;
                 nodes[n].value += value;
@@ -267,30 +340,35 @@ impl TrigramTable {
         Ok(best_visited(&nodes, params.max_nodes))
     }
 
-    fn rollout(&self, mut a: u32, mut b: u32, depth: usize, rng: &mut Philox) -> f64 {
+    /// Sample `depth` tokens after a node whose own table entry is `entry` and return
+    /// the mean over prefixes of their probability products.
+    fn rollout(&self, mut entry: Option<usize>, depth: usize, rng: &mut Philox) -> f64 {
         if depth == 0 {
             return 0.0;
         }
         let mut prob = 1.0;
         let mut sum = 0.0;
-        for _ in 0..depth {
-            let (tokens, weights) = self.lookup(a, b);
-            let total: f64 = weights.iter().map(|&w| f64::from(w)).sum();
+        for step in 0..depth {
+            let Some(e) = entry else { break };
+            let (tokens, weights) = self.entry_items(e);
+            let total: f32 = weights.iter().sum();
             if tokens.is_empty() || total <= 0.0 {
                 break;
             }
-            let mut u = rng.next_f64() * total;
+            let mut u = (rng.next_f64() * f64::from(total)) as f32;
             let mut pick = tokens.len() - 1;
             for (i, &w) in weights.iter().enumerate() {
-                if u < f64::from(w) {
+                if u < w {
                     pick = i;
                     break;
                 }
-                u -= f64::from(w);
+                u -= w;
             }
-            prob *= f64::from(weights[pick]) / total;
+            prob *= f64::from(weights[pick] / total);
             sum += prob;
-            (a, b) = (b, tokens[pick]);
+            if step + 1 < depth {
+                entry = self.follow(e, pick);
+            }
         }
         sum / depth as f64
     }
@@ -352,6 +430,7 @@ impl TrigramTable {
             table.lens[entry] = len as u8;
         }
         r.finish()?;
+        table.relink();
         Ok(table)
     }
 }
@@ -365,7 +444,10 @@ struct SearchNode {
     visits: u32,
     value: f64,
     expanded: bool,
-    children: Vec<usize>,
+    /// The table entry of `(prev, token)`, set on expansion.
+    entry: Option<usize>,
+    first_child: usize,
+    num_children: u8,
 }
 
 impl SearchNode {
@@ -378,7 +460,9 @@ impl SearchNode {
             visits: 0,
             value: 0.0,
             expanded: false,
-            children: Vec::new(),
+            entry: None,
+            first_child: 0,
+            num_children: 0,
         }
     }
 
@@ -389,6 +473,10 @@ impl SearchNode {
             self.value / f64::from(self.visits)
         }
     }
+
+    fn children(&self) -> std::ops::Range<usize> {
+        self.first_child..self.first_child + self.num_children as usize
+    }
 }
 
 /// Keep the `max_nodes` most visited nodes best-first (a node only after its parent), numbered
@@ -396,10 +484,9 @@ impl SearchNode {
 fn best_visited(nodes: &[SearchNode], max_nodes: usize) -> DraftTree {
     let key = |n: usize| (nodes[n].visits, nodes[n].prior.to_bits(), std::cmp::Reverse(n));
     let mut heap: std::collections::BinaryHeap<_> = nodes[0]
-        .children
-        .iter()
-        .filter(|&&c| nodes[c].visits > 0)
-        .map(|&c| (key(c), c))
+        .children()
+        .filter(|&c| nodes[c].visits > 0)
+        .map(|c| (key(c), c))
         .collect();
     let mut chosen = Vec::new();
     while chosen.len() < max_nodes {
@@ -407,10 +494,9 @@ fn best_visited(nodes: &[SearchNode], max_nodes: usize) -> DraftTree {
         chosen.push(c);
         heap.extend(
             nodes[c]
-                .children
-                .iter()
-                .filter(|&&g| nodes[g].visits > 0)
-                .map(|&g| (key(g), g)),
+                .children()
+                .filter(|&g| nodes[g].visits > 0)
+                .map(|g| (key(g), g)),
         );
     }
     let depth = |mut n: usize| {
