@@ -214,6 +214,19 @@ pub fn output<'py, T: Element>(
 /// Read a 1-D array of integers (any integer dtype, or a sequence of ints) as `i32`, checking the range.
 pub fn int_vector(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<i32>> {
     let py = obj.py();
+    // Short Python lists of ints (one decode step's tokens) skip the round trip through numpy.
+    if let Ok(list) = obj.cast::<pyo3::types::PyList>() {
+        if list.iter().all(|v| v.is_exact_instance_of::<PyInt>()) {
+            return list
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    v.extract::<i32>()
+                        .map_err(|_| invalid_input(format!("{name}[{i}] = {v} does not fit in int32")))
+                })
+                .collect();
+        }
+    }
     let array = as_ndarray(obj)?;
     if array.ndim() != 1 {
         return Err(invalid_input(format!(
