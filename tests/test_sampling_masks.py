@@ -150,3 +150,12 @@ def test_shapes_are_preserved(shape: tuple[int, ...]) -> None:
         assert fn(x).shape == shape
     assert dk.top_k_mask(x, 1).shape == shape
     assert dk.top_p_mask(x, 0.5).dtype == np.bool_
+
+
+def test_min_p_below_float32_range_still_applies() -> None:
+    # Found by hypothesis: min_p = 4.3e-106 is 0 in float32, yet token 0's probability ratio exp(-73 / 0.3)
+    # = 1.6e-106 is below it, so token 0 must go.
+    row = np.array([-30.0, 43.0], dtype=np.float32)
+    np.testing.assert_array_equal(dk.min_p_mask(row, 4.303429390921588e-106, temperature=0.3), [False, True])
+    np.testing.assert_array_equal(dk.min_p_mask(row, 1.0e-106, temperature=0.3), [True, True])
+    np.testing.assert_array_equal(dk.sampling_mask(row, temperature=0.3, min_p=1e-105), [False, True])

@@ -78,8 +78,9 @@ impl DraftTree {
     /// Merge token paths (each a list of tokens after the root) into one tree, sharing common prefixes,
     /// in BFS order (by depth, then by first appearance).
     pub fn from_paths(root_token: i32, paths: &[Vec<i32>]) -> Result<Self> {
-        // Map (parent node, token) -> node while walking the paths, then renumber breadth-first.
-        let mut nodes: Vec<(i32, i32, usize)> = vec![(-1, root_token, 0)]; // (parent, token, depth)
+        // Map (parent node, token) -> node while walking the paths (creation order is topological), then
+        // renumber breadth-first.
+        let mut nodes: Vec<(i32, i32)> = vec![(-1, root_token)]; // (parent, token)
         let mut lookup: BTreeMap<(usize, i32), usize> = BTreeMap::new();
         for path in paths {
             let mut at = 0usize;
@@ -88,30 +89,15 @@ impl DraftTree {
                     node
                 } else {
                     let node = nodes.len();
-                    nodes.push((at as i32, token, nodes[at].2 + 1));
+                    nodes.push((at as i32, token));
                     lookup.insert((at, token), node);
                     node
                 };
             }
         }
-        let mut order: Vec<usize> = (0..nodes.len()).collect();
-        order.sort_by_key(|&i| (nodes[i].2, i));
-        let mut new_index = vec![0usize; nodes.len()];
-        for (new, &old) in order.iter().enumerate() {
-            new_index[old] = new;
-        }
-        let tokens = order.iter().map(|&old| nodes[old].1).collect();
-        let parents = order
-            .iter()
-            .map(|&old| {
-                if old == 0 {
-                    -1
-                } else {
-                    new_index[nodes[old].0 as usize] as i32
-                }
-            })
-            .collect();
-        Self::new(tokens, parents)
+        let tokens: Vec<i32> = nodes.iter().map(|n| n.1).collect();
+        let parents: Vec<i32> = nodes.iter().map(|n| n.0).collect();
+        Self::from_topological(&tokens, &parents)
     }
 
     /// Number of nodes, root included.
@@ -317,6 +303,45 @@ fn depths(parents: &[i32]) -> Result<Vec<i32>> {
         depth[i] = depth[p as usize] + 1;
     }
     Ok(depth)
+}
+
+/// Renumber a tree given in any topological order (every parent before its children, node 0 the root)
+/// breadth-first: by depth, keeping the given order within a depth. Returns the new parent array and, for
+/// each new position, the old index (to carry tokens, ranks or any other payload along).
+pub fn breadth_first(parents: &[i32]) -> Result<(Vec<i32>, Vec<usize>)> {
+    let depth = depths(parents)?;
+    let mut order: Vec<usize> = (0..parents.len()).collect();
+    order.sort_by_key(|&i| (depth[i], i));
+    let mut new_index = vec![0i32; parents.len()];
+    for (new, &old) in order.iter().enumerate() {
+        new_index[old] = new as i32;
+    }
+    let renumbered = order
+        .iter()
+        .map(|&old| {
+            if old == 0 {
+                -1
+            } else {
+                new_index[parents[old] as usize]
+            }
+        })
+        .collect();
+    Ok((renumbered, order))
+}
+
+impl DraftTree {
+    /// A tree from nodes in any topological order (see [`breadth_first`]), numbered breadth-first.
+    pub fn from_topological(tokens: &[i32], parents: &[i32]) -> Result<Self> {
+        if tokens.len() != parents.len() {
+            return invalid!(
+                "tokens ({}) and parents ({}) must have the same length",
+                tokens.len(),
+                parents.len()
+            );
+        }
+        let (parents, order) = breadth_first(parents)?;
+        Self::new(order.iter().map(|&i| tokens[i]).collect(), parents)
+    }
 }
 
 fn check_len(got: usize, want: usize, what: &str) -> Result<()> {
@@ -535,23 +560,7 @@ impl TreeTemplate {
     }
 
     fn breadth_first(&self) -> Self {
-        let n = self.parents.len();
-        let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by_key(|&i| (self.depth[i], i));
-        let mut new_index = vec![0i32; n];
-        for (new, &old) in order.iter().enumerate() {
-            new_index[old] = new as i32;
-        }
-        let parents = order
-            .iter()
-            .map(|&old| {
-                if old == 0 {
-                    -1
-                } else {
-                    new_index[self.parents[old] as usize]
-                }
-            })
-            .collect();
+        let (parents, order) = breadth_first(&self.parents).expect("a valid template's parents");
         let ranks = order.iter().map(|&old| self.ranks[old]).collect();
         Self::new(parents, ranks).expect("a renumbered valid template stays valid")
     }

@@ -26,8 +26,8 @@ proptest! {
         logits in logits_strategy(),
         temperature in prop_oneof![Just(0.0f32), 0.05f32..3.0],
         top_k in 0usize..20,
-        top_p in 0.05f32..=1.0,
-        min_p in prop_oneof![Just(0.0f32), 0.0f32..0.5],
+        top_p in 0.05f64..=1.0,
+        min_p in prop_oneof![Just(0.0f64), Just(1e-300f64), 0.0f64..0.5],
         seed in any::<u64>(),
     ) {
         let rows = Rows::new(&logits, 1, logits.len(), "logits").unwrap();

@@ -9,9 +9,9 @@ use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::arrays::{int_vector, seed_vector};
+use crate::arrays::int_vector;
 use crate::errors::{core, detached};
-use crate::rng::PyRng;
+use crate::rng::{seeds_arg, PyRng};
 use crate::tree::PyDraftTree;
 
 /// Incremental prompt lookup over one sequence (one object per sequence; not thread-safe).
@@ -270,19 +270,7 @@ impl PyTrigramTable {
                 pair.len()
             )));
         };
-        let seed =
-            match (rng, seeds) {
-                (Some(_), Some(_)) => {
-                    return Err(crate::errors::invalid_input(
-                        "pass either rng= or seeds=, not both",
-                    ))
-                }
-                (Some(rng), None) => rng.get().spawn(1)[0],
-                (None, Some(s)) => seed_vector(s, 1, true)?[0],
-                (None, None) => return Err(crate::errors::invalid_input(
-                    "TrigramTable.propose draws random rollouts: pass rng=decodekit.Rng(seed) or seeds=<int>",
-                )),
-            };
+        let seed = seeds_arg(rng, seeds, 1, true, true, "TrigramTable.propose")?[0];
         let params = SearchParams {
             max_nodes,
             iterations,

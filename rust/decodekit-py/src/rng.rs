@@ -7,7 +7,8 @@ use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 use pyo3::types::{PyTuple, PyType};
 
-use crate::arrays::{count, seed_int};
+use crate::arrays::{count, seed_int, seed_vector};
+use crate::errors::invalid_input;
 
 /// Counter-based random generator (Philox4x32-10) keyed by a 64-bit seed.
 ///
@@ -78,5 +79,30 @@ impl PyRng {
         let this = slf.get();
         let args = PyTuple::new(slf.py(), [this.seed, this.position()])?;
         Ok((slf.get_type(), args))
+    }
+}
+
+/// The seeds of a call that takes `rng=` or `seeds=`: exactly one of them, `count` seeds (an `Rng`
+/// always advances by `count`). `seeds` may be a plain int when `single`. When neither is given, the
+/// call fails if it `needs` randomness and gets no seeds otherwise.
+pub fn seeds_arg(
+    rng: Option<&Bound<'_, PyRng>>,
+    seeds: Option<&Bound<'_, PyAny>>,
+    count: usize,
+    single: bool,
+    needs: bool,
+    function: &str,
+) -> PyResult<Vec<u64>> {
+    match (rng, seeds) {
+        (Some(_), Some(_)) => Err(invalid_input(format!(
+            "{function}: pass either rng= or seeds=, not both"
+        ))),
+        (Some(rng), None) => Ok(rng.get().spawn(count)),
+        (None, Some(seeds)) => seed_vector(seeds, count, single),
+        (None, None) if needs => Err(invalid_input(format!(
+            "{function} draws random numbers: pass rng=decodekit.Rng(seed) or seeds= (uint64, one per row; \
+             an int when there is one)"
+        ))),
+        (None, None) => Ok(Vec::new()),
     }
 }

@@ -5,9 +5,9 @@ use numpy::{Element, IntoPyArray, PyArray1, PyArrayDyn, PyArrayMethods};
 use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
 
-use crate::arrays::{count, float64_vector, float_matrix, output, seed_vector, FloatMatrix};
+use crate::arrays::{count, float64_vector, float_matrix, output, FloatMatrix};
 use crate::errors::{core, detached, invalid_input};
-use crate::rng::PyRng;
+use crate::rng::{seeds_arg, PyRng};
 
 fn shape_of(m: &FloatMatrix<'_>) -> Vec<usize> {
     if m.one_d {
@@ -28,7 +28,7 @@ fn temperature_arg(t: f64) -> PyResult<f32> {
     Ok(t as f32)
 }
 
-fn probability_arg(value: f64, name: &str, open_low: bool) -> PyResult<f32> {
+fn probability_arg(value: f64, name: &str, open_low: bool) -> PyResult<f64> {
     let ok = if open_low {
         value > 0.0 && value <= 1.0
     } else {
@@ -38,28 +38,7 @@ fn probability_arg(value: f64, name: &str, open_low: bool) -> PyResult<f32> {
         let range = if open_low { "(0, 1]" } else { "[0, 1]" };
         return Err(invalid_input(format!("{name} must be in {range}, got {value}")));
     }
-    Ok(value as f32)
-}
-
-/// One seed per row from exactly one of `rng` / `seeds`. An `Rng` always advances by one seed per row.
-fn row_seeds(
-    rng: Option<&Bound<'_, PyRng>>,
-    seeds: Option<&Bound<'_, PyAny>>,
-    m: &FloatMatrix<'_>,
-    needed: bool,
-    function: &str,
-) -> PyResult<Vec<u64>> {
-    match (rng, seeds) {
-        (Some(_), Some(_)) => Err(invalid_input(format!(
-            "{function}: pass either rng= or seeds=, not both"
-        ))),
-        (Some(rng), None) => Ok(rng.get().spawn(m.rows)),
-        (None, Some(seeds)) => seed_vector(seeds, m.rows, m.one_d),
-        (None, None) if needed => Err(invalid_input(format!(
-            "{function} draws random numbers: pass rng=decodekit.Rng(seed) or seeds= (uint64, one per row)"
-        ))),
-        (None, None) => Ok(Vec::new()),
-    }
+    Ok(value)
 }
 
 /// Fill a new (or the caller's) array of `shape` with `work(rows, out_slice)` run without the GIL.
@@ -233,7 +212,7 @@ pub fn sample<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let params = params(temperature, top_k, top_p, min_p)?;
     let m = float_matrix(logits, "logits")?;
-    let seeds = row_seeds(rng, seeds, &m, params.temperature > 0.0, "sample")?;
+    let seeds = seeds_arg(rng, seeds, m.rows, m.one_d, params.temperature > 0.0, "sample")?;
     if m.one_d && out.is_some() {
         return Err(invalid_input(
             "out= is only for 2-D logits; 1-D logits return an int",
@@ -269,7 +248,7 @@ pub fn gumbel_top_k<'py>(
     let k = count(k, "k")?;
     let t = temperature_arg(temperature)?;
     let m = float_matrix(logits, "logits")?;
-    let seeds = row_seeds(rng, seeds, &m, t > 0.0, "gumbel_top_k")?;
+    let seeds = seeds_arg(rng, seeds, m.rows, m.one_d, t > 0.0, "gumbel_top_k")?;
     let shape = if m.one_d { vec![k] } else { vec![m.rows, k] };
     fill(py, &m, "logits", out, &shape, move |rows, o| {
         sampling::gumbel_top_k(rows, k, t, &seeds, o)

@@ -6,9 +6,9 @@ use decodekit_core::verify::{self, TreeProbs, Validation, Verification};
 use numpy::{IntoPyArray, PyArray1, PyArray2};
 use pyo3::prelude::*;
 
-use crate::arrays::{float_matrix, int_vector, seed_vector, FloatMatrix};
+use crate::arrays::{float_matrix, int_vector, FloatMatrix};
 use crate::errors::{core, detached, invalid_input};
-use crate::rng::PyRng;
+use crate::rng::{seeds_arg, PyRng};
 use crate::tree::PyDraftTree;
 
 /// The outcome of verifying one draft tree (or chain).
@@ -167,25 +167,6 @@ fn validation(validate: bool) -> Validation {
     }
 }
 
-fn seeds_for(
-    rng: Option<&Bound<'_, PyRng>>,
-    seeds: Option<&Bound<'_, PyAny>>,
-    count: usize,
-    one: bool,
-    function: &str,
-) -> PyResult<Vec<u64>> {
-    match (rng, seeds) {
-        (Some(_), Some(_)) => Err(invalid_input(format!(
-            "{function}: pass either rng= or seeds=, not both"
-        ))),
-        (Some(rng), None) => Ok(rng.get().spawn(count)),
-        (None, Some(seeds)) => seed_vector(seeds, count, one),
-        (None, None) => Err(invalid_input(format!(
-            "{function} draws random numbers: pass rng=decodekit.Rng(seed) or seeds= (uint64, one per tree)"
-        ))),
-    }
-}
-
 fn rows<'a>(m: &'a FloatMatrix<'_>, name: &'a str) -> decodekit_core::Result<Rows<'a>> {
     Rows::new(m.as_slice(), m.rows, m.cols, name)
 }
@@ -279,7 +260,7 @@ pub fn verify_tree(
     let (target_rows, draft_rows) = both_rows(&target, draft.as_ref())?;
     match trees_arg(tree)? {
         Trees::One(t) => {
-            let seed = seeds_for(rng, seeds, 1, true, "verify_tree")?[0];
+            let seed = seeds_arg(rng, seeds, 1, true, true, "verify_tree")?[0];
             let inner = std::sync::Arc::clone(&t.inner);
             let probs = TreeProbs {
                 target: target_rows,
@@ -289,7 +270,7 @@ pub fn verify_tree(
             Ok(Py::new(py, PyVerification { inner: v })?.into_any())
         }
         Trees::Many(ts) => {
-            let seeds = seeds_for(rng, seeds, ts.len(), false, "verify_tree")?;
+            let seeds = seeds_arg(rng, seeds, ts.len(), false, true, "verify_tree")?;
             let arcs: Vec<_> = ts.iter().map(|t| std::sync::Arc::clone(&t.inner)).collect();
             let items = detached(py, || {
                 let refs: Vec<&DraftTree> = arcs.iter().map(AsRef::as_ref).collect();
@@ -320,7 +301,7 @@ pub fn verify_chain(
     let tokens = int_vector(draft_tokens, "draft_tokens")?;
     let target = probs_2d(target_probs, "target_probs")?;
     let draft = draft_probs.map(|d| probs_2d(d, "draft_probs")).transpose()?;
-    let seed = seeds_for(rng, seeds, 1, true, "verify_chain")?[0];
+    let seed = seeds_arg(rng, seeds, 1, true, true, "verify_chain")?[0];
     let k = tokens.len() as i32;
     let (target_rows, draft_rows) = both_rows(&target, draft.as_ref())?;
     let mut items = detached(py, || {
@@ -361,7 +342,7 @@ pub fn verify_chain_batch<'py>(
     let target = probs_2d(target_probs, "target_probs")?;
     let draft = draft_probs.map(|d| probs_2d(d, "draft_probs")).transpose()?;
     let batch = cu.len().saturating_sub(1);
-    let seeds = seeds_for(rng, seeds, batch, false, "verify_chain_batch")?;
+    let seeds = seeds_arg(rng, seeds, batch, false, true, "verify_chain_batch")?;
     let (target_rows, draft_rows) = both_rows(&target, draft.as_ref())?;
     let items = detached(py, || {
         verify::verify_chain_batch(

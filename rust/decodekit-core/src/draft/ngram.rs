@@ -277,29 +277,16 @@ pub fn ranked_tree<'p>(
             heap.push((nodes[g].2, nodes[g].3, std::cmp::Reverse(g)));
         }
     }
-    // Number breadth-first: depth first, then selection order (best first within a level).
-    let depth_of = |mut c: usize| {
-        let mut d = 0;
-        while c != 0 {
-            c = nodes[c].0;
-            d += 1;
-        }
-        d
-    };
-    let mut order: Vec<(usize, usize, usize)> = chosen
-        .iter()
-        .enumerate()
-        .map(|(rank, &c)| (depth_of(c), rank, c))
-        .collect();
-    order.sort_unstable();
+    // Selection order is topological (a node only after its parent); number breadth-first from it.
+    let mut new_index = vec![0i32; nodes.len()];
     let mut tokens = vec![root];
     let mut parents = vec![-1];
-    for (i, &(_, _, c)) in order.iter().enumerate() {
-        new_index[c] = i + 1;
+    for (i, &c) in chosen.iter().enumerate() {
+        new_index[c] = i as i32 + 1;
         tokens.push(nodes[c].1 as i32);
-        parents.push(new_index[nodes[c].0] as i32);
+        parents.push(new_index[nodes[c].0]);
     }
-    DraftTree::new(tokens, parents)
+    DraftTree::from_topological(&tokens, &parents)
 }
 
 #[cfg(test)]

@@ -136,12 +136,11 @@ impl NGramStore {
             .iter()
             .map(|&x| x as u32)
             .collect();
-        // Candidate: (probability, order, parent index in `chosen` + 1, token, depth)
+        // Candidates: (path probability, push order, parent node, token, depth).
         let mut heap: BinaryHeap<(Ordered, std::cmp::Reverse<usize>, usize, u32, usize)> = BinaryHeap::new();
         let mut pushed = 0usize;
         let mut tokens = vec![root];
         let mut parents = vec![-1i32];
-        let mut depth = vec![0usize];
         let mut paths: Vec<Vec<u32>> = vec![Vec::new()];
         let mut expand = |heap: &mut BinaryHeap<_>, node: usize, prob: f64, path: &[u32], depth: usize| {
             if depth >= max_depth {
@@ -172,31 +171,13 @@ impl NGramStore {
             let node = tokens.len();
             tokens.push(tok as i32);
             parents.push(parent as i32);
-            depth.push(d);
             let mut path = paths[parent].clone();
             path.push(tok);
             expand(&mut heap, node, p, &path, d);
             paths.push(path);
         }
-        // Renumber breadth-first (stable within a depth: best first).
-        let mut order: Vec<usize> = (0..tokens.len()).collect();
-        order.sort_by_key(|&i| (depth[i], i));
-        let mut new_index = vec![0i32; tokens.len()];
-        for (new, &old) in order.iter().enumerate() {
-            new_index[old] = new as i32;
-        }
-        let bfs_tokens = order.iter().map(|&i| tokens[i]).collect();
-        let bfs_parents = order
-            .iter()
-            .map(|&i| {
-                if i == 0 {
-                    -1
-                } else {
-                    new_index[parents[i] as usize]
-                }
-            })
-            .collect();
-        DraftTree::new(bfs_tokens, bfs_parents)
+        // Numbered breadth-first, best first within a depth.
+        DraftTree::from_topological(&tokens, &parents)
     }
 
     /// Save: the envelope of [`crate::persist`] around a canonical (sorted) listing of every entry, so

@@ -499,30 +499,16 @@ fn best_visited(nodes: &[SearchNode], max_nodes: usize) -> DraftTree {
                 .map(|g| (key(g), g)),
         );
     }
-    let depth = |mut n: usize| {
-        let mut d = 0;
-        while n != 0 {
-            n = nodes[n].parent;
-            d += 1;
-        }
-        d
-    };
-    let mut order: Vec<(usize, usize, usize)> = chosen
-        .iter()
-        .enumerate()
-        .map(|(rank, &c)| (depth(c), rank, c))
-        .collect();
-    order.sort_unstable();
-    let mut new_index = vec![usize::MAX; nodes.len()];
-    new_index[0] = 0;
+    // Selection order is topological (a node only after its parent); number breadth-first from it.
+    let mut new_index = vec![0i32; nodes.len()];
     let mut tokens = vec![nodes[0].token as i32];
     let mut parents = vec![-1];
-    for (i, &(_, _, c)) in order.iter().enumerate() {
-        new_index[c] = i + 1;
+    for (i, &c) in chosen.iter().enumerate() {
+        new_index[c] = i as i32 + 1;
         tokens.push(nodes[c].token as i32);
-        parents.push(new_index[nodes[c].parent] as i32);
+        parents.push(new_index[nodes[c].parent]);
     }
-    DraftTree::new(tokens, parents).expect("selected nodes form a tree")
+    DraftTree::from_topological(&tokens, &parents).expect("selected nodes form a tree")
 }
 
 #[cfg(test)]

@@ -120,14 +120,14 @@ pub fn check_temperature(temperature: f32) -> Result<()> {
     Ok(())
 }
 
-fn check_top_p(top_p: f32) -> Result<()> {
+fn check_top_p(top_p: f64) -> Result<()> {
     if !(top_p > 0.0 && top_p <= 1.0) {
         return invalid!("top_p must be in (0, 1], got {top_p}");
     }
     Ok(())
 }
 
-fn check_min_p(min_p: f32) -> Result<()> {
+fn check_min_p(min_p: f64) -> Result<()> {
     if !(0.0..=1.0).contains(&min_p) {
         return invalid!("min_p must be in [0, 1], got {min_p}");
     }
@@ -160,9 +160,9 @@ pub struct SamplingParams {
     /// Keep the `top_k` largest logits (ties at the cut-off kept); `0` disables.
     pub top_k: usize,
     /// Keep the smallest set of most probable tokens whose mass reaches `top_p`; `1` disables.
-    pub top_p: f32,
+    pub top_p: f64,
     /// Keep tokens with probability at least `min_p` times the largest; `0` disables.
-    pub min_p: f32,
+    pub min_p: f64,
 }
 
 impl Default for SamplingParams {
@@ -267,7 +267,7 @@ fn logit_cutoff(row: &[f32], stats: &RowStats, k: usize) -> f32 {
 /// Fill `out` with the top-p keep-mask of `softmax(logits / temperature)`: the smallest set of most
 /// probable tokens whose probability reaches `top_p`; the token that crosses `top_p` and every token tied
 /// with it are kept.
-pub fn top_p_mask(logits: Rows<'_>, top_p: f32, temperature: f32, out: &mut [bool]) -> Result<()> {
+pub fn top_p_mask(logits: Rows<'_>, top_p: f64, temperature: f32, out: &mut [bool]) -> Result<()> {
     check_top_p(top_p)?;
     check_temperature(temperature)?;
     check_out(out, logits.rows() * logits.vocab, "flags")?;
@@ -282,7 +282,7 @@ pub fn top_p_mask(logits: Rows<'_>, top_p: f32, temperature: f32, out: &mut [boo
 
 /// Fill `out` with the min-p keep-mask of `softmax(logits / temperature)`: tokens whose probability is
 /// at least `min_p` times the largest probability.
-pub fn min_p_mask(logits: Rows<'_>, min_p: f32, temperature: f32, out: &mut [bool]) -> Result<()> {
+pub fn min_p_mask(logits: Rows<'_>, min_p: f64, temperature: f32, out: &mut [bool]) -> Result<()> {
     check_min_p(min_p)?;
     check_temperature(temperature)?;
     check_out(out, logits.rows() * logits.vocab, "flags")?;
@@ -352,7 +352,7 @@ fn cutoffs(
         cut.active = true;
     }
     if params.top_p < 1.0 {
-        let p = f64::from(params.top_p);
+        let p = params.top_p;
         let found = if cut.active {
             // Top-p acts on the distribution renormalized over the top-k survivors.
             let mut candidates = std::mem::take(&mut s.values);
@@ -378,8 +378,11 @@ fn cutoffs(
         }
     }
     if params.min_p > 0.0 {
-        // The largest weight is exp(0) = 1 exactly, so "p_i >= min_p * p_max" is "w_i >= min_p".
-        cut.weight = cut.weight.max(params.min_p);
+        // "p_i >= min_p * p_max" is "(l_i - max) / T >= ln(min_p)": a cut on the logits, computed in
+        // double precision. (Comparing weights with min_p instead would fail for min_p below the float32
+        // range, and for weights that underflow.)
+        let cut_logit = f64::from(stats.max) + f64::from(params.temperature) * libm::log(params.min_p);
+        cut.logit = cut.logit.max(cut_logit as f32);
         cut.active = true;
     }
     cut
