@@ -23,3 +23,8 @@ def test_readme_example_runs() -> None:
     exec(compile(blocks[1], str(README), "exec"), tree_namespace)
     assert getattr(tree_namespace["mask"], "shape", None) == (5, 133)
     assert isinstance(tree_namespace["result"], dk.Verification)
+    draft_namespace: dict[str, object] = {}
+    exec(compile(blocks[2], str(README), "exec"), draft_namespace)
+    draft = draft_namespace["draft"]
+    assert isinstance(draft, dk.DraftTree)
+    assert draft.tokens.tolist() == [6, 7, 8, 9, 1, 2, 5, 6]
