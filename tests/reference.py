@@ -312,3 +312,24 @@ def brute_force_ngram_propose(tokens: list[int], min_n: int, max_n: int, k: int)
             if tokens[s : s + n] == suffix:
                 return tokens[s + n : s + n + k]
     return []
+
+
+# --- token recycling ------------------------------------------------------------------------------------
+
+
+def recycling_propose(
+    matrix: npt.NDArray[np.int32], parents: list[int], ranks: list[int], root: int
+) -> tuple[list[int], list[int]]:
+    """The paper's level-by-level gather: every level looks up its parents' rows at once (as one gather
+    would), then nodes whose slot is -1 are dropped with their subtrees. Returns (tokens, parents)."""
+    depth = tree_depth(parents)
+    token = {0: root}
+    for level in range(1, int(depth.max(initial=0)) + 1):
+        nodes = [i for i in range(len(parents)) if depth[i] == level and parents[i] in token]
+        gathered = matrix[[token[parents[i]] for i in nodes], [ranks[i] for i in nodes]] if nodes else []
+        for i, t in zip(nodes, gathered, strict=True):
+            if t >= 0:
+                token[i] = int(t)
+    kept = sorted(token)
+    new_index = {old: new for new, old in enumerate(kept)}
+    return [token[i] for i in kept], [-1 if i == 0 else new_index[parents[i]] for i in kept]

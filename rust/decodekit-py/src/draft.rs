@@ -3,16 +3,17 @@
 use std::sync::Arc;
 
 use decodekit_core::draft::ngram::{PromptLookup, PromptLookupConfig};
+use decodekit_core::draft::recycling::{token_recycling_template, TokenRecycler};
 use decodekit_core::draft::store::NGramStore;
 use decodekit_core::draft::trigram::{SearchParams, TrigramTable};
-use numpy::{IntoPyArray, PyArray1};
+use numpy::{IntoPyArray, PyArray1, PyArray2};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::arrays::int_vector;
+use crate::arrays::{int_matrix, int_vector};
 use crate::errors::{core, detached};
 use crate::rng::{seeds_arg, PyRng};
-use crate::tree::PyDraftTree;
+use crate::tree::{PyDraftTree, PyTreeTemplate};
 
 /// Incremental prompt lookup over one sequence (one object per sequence; not thread-safe).
 ///
@@ -337,6 +338,148 @@ impl PyTrigramTable {
             "TrigramTable(top_k={}, pairs={})",
             self.inner.top_k(),
             self.inner.num_pairs()
+        )
+    }
+}
+
+/// Token Recycling (Luo et al., "Turning Trash into Treasure"): a ``[vocab_size, k]`` matrix of recently
+/// seen top-k successors and a static draft template filled breadth-first from it.
+///
+/// * ``matrix``: a read-only int32 view ``[vocab_size, k]`` of the matrix (it reflects later updates);
+///   row ``t`` holds the top-k next tokens most recently seen after ``t``, best first, ``-1`` for none.
+/// * ``update(tokens, topk_ids)``: ``tokens`` int ``[n]`` are the nodes the target model just scored,
+///   ``topk_ids`` int ``[n, k]`` their top-k next tokens (``-1`` clears a slot); row ``tokens[i]`` becomes
+///   ``topk_ids[i]``, and
+///   when a token appears twice the later row wins. Nothing is written unless every id is valid.
+/// * ``propose(root_token)``: node ``(parent p, rank r)`` of the template takes ``matrix[token(p), r]``;
+///   ``-1`` slots are dropped with their subtrees (an empty matrix yields just the root).
+/// * ``propose_batch(root_tokens)``: many sequences sharing the matrix, GIL released.
+/// * ``warm_start(token_arrays)``: fill rows from the bigram successor counts of a corpus.
+///
+/// The default template is :meth:`TreeTemplate.token_recycling`. Not thread-safe while updating.
+#[pyclass(module = "decodekit._core", name = "TokenRecycler")]
+pub struct PyTokenRecycler {
+    inner: TokenRecycler,
+}
+
+#[pymethods]
+impl PyTokenRecycler {
+    #[new]
+    #[pyo3(signature = (vocab_size, k = 8, template = None))]
+    fn new(vocab_size: usize, k: usize, template: Option<PyRef<'_, PyTreeTemplate>>) -> PyResult<Self> {
+        let template = template.map_or_else(token_recycling_template, |t| (*t.inner).clone());
+        Ok(Self {
+            inner: core(TokenRecycler::new(vocab_size, k, template))?,
+        })
+    }
+
+    /// Recycle the top-k next tokens of the nodes just scored (see the class docstring).
+    fn update(&mut self, tokens: &Bound<'_, PyAny>, topk_ids: &Bound<'_, PyAny>) -> PyResult<()> {
+        let tokens = int_vector(tokens, "tokens")?;
+        let (ids, rows, cols) = int_matrix(topk_ids, "topk_ids")?;
+        if rows != tokens.len() || cols != self.inner.k() {
+            return Err(crate::errors::invalid_input(format!(
+                "topk_ids must have shape [len(tokens), k] = [{}, {}], got [{rows}, {cols}]",
+                tokens.len(),
+                self.inner.k()
+            )));
+        }
+        core(self.inner.update(&tokens, &ids))
+    }
+
+    /// The template filled from the matrix, rooted at ``root_token``.
+    fn propose(&self, root_token: i32) -> PyResult<PyDraftTree> {
+        Ok(PyDraftTree {
+            inner: Arc::new(core(self.inner.propose(root_token))?),
+        })
+    }
+
+    /// One draft tree per root token, with the GIL released and sequences in parallel.
+    fn propose_batch(&self, py: Python<'_>, root_tokens: &Bound<'_, PyAny>) -> PyResult<Vec<PyDraftTree>> {
+        let roots = int_vector(root_tokens, "root_tokens")?;
+        let inner = &self.inner;
+        let trees = detached(py, || {
+            decodekit_core::parallel::map_rows(roots.len(), |i| inner.propose(roots[i]))
+        })?;
+        Ok(trees
+            .into_iter()
+            .map(|t| PyDraftTree { inner: Arc::new(t) })
+            .collect())
+    }
+
+    /// Fill rows from the bigram successor counts of ``token_arrays`` (a sequence of int arrays).
+    fn warm_start(&mut self, token_arrays: &Bound<'_, PyAny>) -> PyResult<()> {
+        let corpus: Vec<Vec<i32>> = token_arrays
+            .try_iter()?
+            .enumerate()
+            .map(|(i, item)| int_vector(&item?, &format!("token_arrays[{i}]")))
+            .collect::<PyResult<_>>()?;
+        core(self.inner.warm_start(&corpus))
+    }
+
+    /// A read-only ``int32[vocab_size, k]`` view of the matrix.
+    #[getter]
+    fn matrix<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyArray2<i32>>> {
+        let this = slf.borrow();
+        let shape = (this.inner.vocab_size(), this.inner.k());
+        let view = numpy::ndarray::ArrayView2::from_shape(shape, this.inner.matrix())
+            .map_err(|e| crate::errors::invalid_input(e.to_string()))?;
+        // SAFETY: the numpy array keeps `slf` (which owns the matrix) alive as its base object. The matrix
+        // is allocated once in `TokenRecycler::new` and never resized or moved, so the pointer stays valid
+        // for the life of `slf`; it is only written by `update`/`warm_start`, which run with the GIL held,
+        // so a reader never observes a torn write. The array is made read-only below.
+        let array = unsafe { PyArray2::borrow_from_array(&view, slf.clone().into_any()) };
+        let kwargs = pyo3::types::PyDict::new(slf.py());
+        kwargs.set_item("write", false)?;
+        array.call_method("setflags", (), Some(&kwargs))?;
+        Ok(array)
+    }
+
+    /// Successors kept per token.
+    #[getter]
+    fn k(&self) -> usize {
+        self.inner.k()
+    }
+
+    /// Rows of the matrix.
+    #[getter]
+    fn vocab_size(&self) -> usize {
+        self.inner.vocab_size()
+    }
+
+    /// The draft template.
+    #[getter]
+    fn template(&self) -> PyTreeTemplate {
+        PyTreeTemplate {
+            inner: Arc::new(self.inner.template().clone()),
+        }
+    }
+
+    /// Serialize (magic, version, CRC-32 checksum).
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.to_bytes())
+    }
+
+    /// Load bytes from :meth:`to_bytes`; damaged or truncated bytes raise :class:`CorruptStateError`.
+    #[staticmethod]
+    fn from_bytes(data: &[u8]) -> PyResult<Self> {
+        Ok(Self {
+            inner: core(TokenRecycler::from_bytes(data))?,
+        })
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
+        let from_bytes = slf.get_type().getattr("from_bytes")?;
+        let bytes = slf.borrow().to_bytes(slf.py());
+        Ok((from_bytes, (bytes,)))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "TokenRecycler(vocab_size={}, k={}, template_nodes={})",
+            self.inner.vocab_size(),
+            self.inner.k(),
+            self.inner.template().num_nodes()
         )
     }
 }

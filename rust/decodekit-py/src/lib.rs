@@ -57,6 +57,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<draft::PyPromptLookup>()?;
     m.add_class::<draft::PyNGramStore>()?;
     m.add_class::<draft::PyTrigramTable>()?;
+    m.add_class::<draft::PyTokenRecycler>()?;
     m.add_class::<tree::PyTreeTemplate>()?;
     m.add_class::<tree::PyTreeBatch>()?;
     m.add_class::<verify::PyVerification>()?;

@@ -396,7 +396,7 @@ pub struct PyTreeBatch {
 /// :class:`DraftTree` once each node's candidates are known.
 #[pyclass(frozen, module = "decodekit._core", name = "TreeTemplate")]
 pub struct PyTreeTemplate {
-    inner: Arc<TreeTemplate>,
+    pub inner: Arc<TreeTemplate>,
 }
 
 #[pymethods]
@@ -419,6 +419,15 @@ impl PyTreeTemplate {
         Ok(Self {
             inner: Arc::new(core(TreeTemplate::from_paths(&paths, max_nodes))?),
         })
+    }
+
+    /// The static tree of the Token Recycling paper (Figure 5): 80 draft nodes plus the root, depth 6,
+    /// with 8/21/25/15/8/3 nodes on levels 1-6 and at most 8 candidates per node.
+    #[staticmethod]
+    fn token_recycling() -> Self {
+        Self {
+            inner: Arc::new(decodekit_core::draft::recycling::token_recycling_template()),
+        }
     }
 
     /// The breadth-first tree with up to ``max_branching`` children per node (ranks ``0..max_branching``)

@@ -3,6 +3,7 @@
 //! * [`ngram::PromptLookup`]: per-sequence prompt lookup, incremental (amortized O(max_n) per token).
 
 pub mod ngram;
+pub mod recycling;
 pub mod store;
 pub mod trigram;
 

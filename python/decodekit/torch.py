@@ -1,0 +1,46 @@
+"""Helpers that connect decodekit primitives to torch tensors (torch is optional: imported on first use)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+
+from decodekit import _core
+
+
+def _torch() -> Any:
+    try:
+        return importlib.import_module("torch")
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError("decodekit.torch needs torch: pip install 'decodekit[torch]'") from error
+
+
+def recycle(recycler: _core.TokenRecycler, tokens: Any, logits: Any, k: int | None = None) -> None:
+    """One Token Recycling update from a forward pass, in one call.
+
+    ``tokens`` (int ``[n]``, tensor or array) are the tokens of the ``n`` positions the model just scored
+    and ``logits`` (float ``[n, V]`` tensor, any device) their next-token logits. The top-``k`` ids are
+    taken on the logits' device, copied to the host once, and written with ``recycler.update``. ``k``
+    defaults to ``recycler.k`` and must equal it.
+    """
+    torch = _torch()
+    k = recycler.k if k is None else k
+    if k != recycler.k:
+        raise _core.InvalidInputError(f"k = {k} disagrees with the recycler's k = {recycler.k}")
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        shape = tuple(logits.shape) if hasattr(logits, "shape") else type(logits).__name__
+        raise _core.InvalidInputError(f"logits must be a 2-D torch tensor [n, vocab], got {shape}")
+    if logits.shape[1] < k:
+        raise _core.InvalidInputError(f"logits has {logits.shape[1]} columns, fewer than k = {k}")
+    top = torch.topk(logits, k, dim=-1).indices.to(device="cpu", dtype=torch.int32).numpy()
+    if isinstance(tokens, torch.Tensor):
+        tokens = tokens.to(device="cpu", dtype=torch.int32).numpy()
+    host_tokens = np.asarray(tokens)
+    if host_tokens.ndim != 1 or host_tokens.shape[0] != top.shape[0]:
+        raise _core.InvalidInputError(
+            f"tokens must be 1-D with one token per logits row ({top.shape[0]}), "
+            f"got shape {host_tokens.shape}"
+        )
+    recycler.update(host_tokens, top)
