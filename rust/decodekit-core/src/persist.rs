@@ -133,6 +133,12 @@ impl<'a> Reader<'a> {
         Ok(n as usize)
     }
 
+    /// Bytes not read yet.
+    #[must_use]
+    pub fn remaining(&self) -> usize {
+        self.bytes.len() - self.at
+    }
+
     /// Require that every byte was consumed.
     pub fn finish(self) -> Result<()> {
         if self.at != self.bytes.len() {

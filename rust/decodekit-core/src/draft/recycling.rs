@@ -244,6 +244,10 @@ impl TokenRecycler {
             ranks.push(r.u32()? as i32);
         }
         let template = TreeTemplate::new(parents, ranks).map_err(|_| r.corrupt("the template is invalid"))?;
+        // The matrix must be present in full before it is allocated, so crafted sizes cannot exhaust memory.
+        if vocab_size.checked_mul(k).and_then(|c| c.checked_mul(4)) != Some(r.remaining()) {
+            return Err(r.corrupt("the matrix size does not match the bytes present"));
+        }
         let mut recycler = Self::new(vocab_size, k, template).map_err(|_| r.corrupt("bad sizes"))?;
         for cell in &mut recycler.matrix {
             let x = r.u32()? as i32;
