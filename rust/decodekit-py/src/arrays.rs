@@ -295,3 +295,12 @@ pub fn int_matrix(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<(Vec<i32>, usi
     let flat = array.call_method1("reshape", (-1,))?;
     Ok((int_vector(&flat, name)?, rows, cols))
 }
+
+/// Read a corpus: a sequence of integer token arrays (each read like [`int_vector`]).
+pub fn int_vectors(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<Vec<i32>>> {
+    obj.try_iter()
+        .map_err(|_| invalid_input(format!("{name} must be a sequence of int arrays")))?
+        .enumerate()
+        .map(|(i, item)| int_vector(&item?, &format!("{name}[{i}]")))
+        .collect()
+}

@@ -9,11 +9,20 @@ use decodekit_core::draft::trigram::{SearchParams, TrigramTable};
 use numpy::{IntoPyArray, PyArray1, PyArray2};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
+use pyo3::PyClass;
 
-use crate::arrays::{int_matrix, int_vector};
+use crate::arrays::{int_matrix, int_vector, int_vectors};
 use crate::errors::{core, detached};
 use crate::rng::{seeds_arg, PyRng};
 use crate::tree::{PyDraftTree, PyTreeTemplate};
+
+/// `__reduce__` of a saved table: `(type(self).from_bytes, (bytes,))`, so pickling reuses the checked format.
+fn pickle_via_from_bytes<'py, T: PyClass>(
+    slf: &Bound<'py, T>,
+    bytes: Bound<'py, PyBytes>,
+) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
+    Ok((slf.as_any().get_type().getattr("from_bytes")?, (bytes,)))
+}
 
 /// Incremental prompt lookup over one sequence (one object per sequence; not thread-safe).
 ///
@@ -193,8 +202,7 @@ impl PyNGramStore {
     }
 
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
-        let from_bytes = slf.get_type().getattr("from_bytes")?;
-        Ok((from_bytes, (slf.get().to_bytes(slf.py())?,)))
+        pickle_via_from_bytes(slf, slf.get().to_bytes(slf.py())?)
     }
 
     fn __repr__(&self) -> String {
@@ -235,11 +243,7 @@ impl PyTrigramTable {
         top_k: usize,
         vocab_size: Option<u32>,
     ) -> PyResult<Self> {
-        let corpus: Vec<Vec<i32>> = token_arrays
-            .try_iter()?
-            .enumerate()
-            .map(|(i, item)| int_vector(&item?, &format!("token_arrays[{i}]")))
-            .collect::<PyResult<_>>()?;
+        let corpus = int_vectors(token_arrays, "token_arrays")?;
         let inner = detached(py, || TrigramTable::from_corpus(&corpus, top_k, vocab_size))?;
         Ok(Self { inner })
     }
@@ -328,9 +332,7 @@ impl PyTrigramTable {
     }
 
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
-        let from_bytes = slf.get_type().getattr("from_bytes")?;
-        let bytes = slf.borrow().to_bytes(slf.py());
-        Ok((from_bytes, (bytes,)))
+        pickle_via_from_bytes(slf, slf.borrow().to_bytes(slf.py()))
     }
 
     fn __repr__(&self) -> String {
@@ -409,11 +411,7 @@ impl PyTokenRecycler {
 
     /// Fill rows from the bigram successor counts of ``token_arrays`` (a sequence of int arrays).
     fn warm_start(&mut self, token_arrays: &Bound<'_, PyAny>) -> PyResult<()> {
-        let corpus: Vec<Vec<i32>> = token_arrays
-            .try_iter()?
-            .enumerate()
-            .map(|(i, item)| int_vector(&item?, &format!("token_arrays[{i}]")))
-            .collect::<PyResult<_>>()?;
+        let corpus = int_vectors(token_arrays, "token_arrays")?;
         core(self.inner.warm_start(&corpus))
     }
 
@@ -469,9 +467,7 @@ impl PyTokenRecycler {
     }
 
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
-        let from_bytes = slf.get_type().getattr("from_bytes")?;
-        let bytes = slf.borrow().to_bytes(slf.py());
-        Ok((from_bytes, (bytes,)))
+        pickle_via_from_bytes(slf, slf.borrow().to_bytes(slf.py()))
     }
 
     fn __repr__(&self) -> String {
