@@ -28,3 +28,8 @@ def test_readme_example_runs() -> None:
     draft = draft_namespace["draft"]
     assert isinstance(draft, dk.DraftTree)
     assert draft.tokens.tolist() == [6, 7, 8, 9, 1, 2, 5, 6]
+    grammar_namespace: dict[str, object] = {}
+    exec(compile(blocks[3], str(README), "exec"), grammar_namespace)
+    assert getattr(grammar_namespace["allowed"], "tolist", list)() == [0, 1, 2, 3]
+    assert isinstance(grammar_namespace["matcher"], dk.Matcher)
+    assert grammar_namespace["matcher"].num_tokens == 1  # type: ignore[attr-defined]
