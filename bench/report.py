@@ -6,7 +6,9 @@ Usage::
     python bench/report.py bench.json
 
 For every ``benchmark.group`` it lists each implementation's median time and how the reference medians
-compare with decodekit's (``reference_median / decodekit_median``).
+compare with decodekit's (``reference_median / decodekit_median``). Groups whose benchmarks record per-call
+times in ``extra_info`` (``mask_median_us``, ``mask_p99_us``, ``masks``: the grammar mask walks) also get
+a second table of those, with the ratios of the per-call medians.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ class Result:
     median_s: float
     min_s: float
     rounds: int
+    # Per-call statistics some benchmarks keep in extra_info (the grammar mask walks), in microseconds.
+    mask_median_us: float | None = None
+    mask_p99_us: float | None = None
+    masks: int | None = None
 
 
 def load(path: Path) -> tuple[dict[str, Any], list[Result]]:
@@ -48,10 +54,21 @@ def load(path: Path) -> tuple[dict[str, Any], list[Result]]:
             median_s=float(bench["stats"]["median"]),
             min_s=float(bench["stats"]["min"]),
             rounds=int(bench["stats"]["rounds"]),
+            mask_median_us=_optional_float(bench.get("extra_info", {}).get("mask_median_us")),
+            mask_p99_us=_optional_float(bench.get("extra_info", {}).get("mask_p99_us")),
+            masks=_optional_int(bench.get("extra_info", {}).get("masks")),
         )
         for bench in data.get("benchmarks", [])
     ]
     return data, results
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def format_time(seconds: float) -> str:
@@ -135,7 +152,44 @@ def render(header: Mapping[str, Any], groups: Mapping[str, Sequence[Result]]) ->
             "`torch_topk_only` is `torch.topk` alone on logits with the Gumbel noise already added: a lower "
             "bound for any torch Gumbel-top-k, not a sampler (it draws no fresh noise).",
         ]
+    lines += render_mask_table(groups)
     return "\n".join(lines)
+
+
+def render_mask_table(groups: Mapping[str, Sequence[Result]]) -> list[str]:
+    """The per-call table of the groups whose results carry ``mask_median_us`` (none: no lines at all)."""
+    timed = {group: [r for r in members if r.mask_median_us is not None] for group, members in groups.items()}
+    timed = {group: members for group, members in timed.items() if members}
+    if not timed:
+        return []
+    lines = [
+        "",
+        "Per-call mask fill times (each fill timed on its own; the medians above are of whole rounds):",
+        "",
+        "| Group | Implementation | Mask median | Mask p99 | p99 / median | Masks | "
+        "Reference / decodekit (mask medians) |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for group, members in timed.items():
+        baseline = next((r for r in members if r.impl == BASELINE), None)
+        for result in members:
+            median_us = result.mask_median_us
+            assert median_us is not None
+            if result.impl == BASELINE:
+                verdict = "baseline"
+            elif baseline is None or baseline.mask_median_us is None:
+                verdict = "n/a (no decodekit result in this group)"
+            else:
+                verdict = compare(median_us, baseline.mask_median_us)
+            p99_us = result.mask_p99_us
+            p99 = "n/a" if p99_us is None else format_time(p99_us * 1e-6)
+            spread = "n/a" if p99_us is None or median_us <= 0 else f"{p99_us / median_us:.1f}x"
+            masks = "n/a" if result.masks is None else str(result.masks)
+            lines.append(
+                f"| `{group}` | {result.impl} | {format_time(median_us * 1e-6)} | {p99} | {spread} | {masks} "
+                f"| {verdict} |"
+            )
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use decodekit_core::grammar::{
-    bitmask, CompiledGrammar, EosChoice, Grammar, Matcher, Position, RegexLimits, TokenKind, Vocabulary,
+    self, bitmask, CompiledGrammar, EosChoice, Grammar, Matcher, Position, RegexLimits, TokenKind, Vocabulary,
 };
 use numpy::{PyArrayDyn, PyArrayMethods, PyReadwriteArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
@@ -563,8 +563,10 @@ impl PyMatcher {
     }
 }
 
-/// Fill row ``i`` of ``bitmask`` for ``matchers[i]``, in parallel on the library's thread pool with the
-/// GIL released. ``bitmask`` must have at least ``len(matchers)`` rows.
+/// Fill row ``i`` of ``bitmask`` for ``matchers[i]`` with the GIL released. Rows whose masks must still be
+/// computed run in parallel on the library's thread pool; when every mask is cached (a row copy each) the
+/// calling thread copies them all, which is faster than waking the pool. ``bitmask`` must have at least
+/// ``len(matchers)`` rows; further rows are left as they are.
 #[pyfunction]
 pub fn fill_next_token_bitmask_batch(
     py: Python<'_>,
@@ -592,12 +594,7 @@ pub fn fill_next_token_bitmask_batch(
     let mut array = writable(&mask, "bitmask")?;
     let out =
         &mut as_words_mut(array.as_slice_mut().expect("checked C-contiguous"))[..positions.len() * words];
-    detached(py, || {
-        decodekit_core::parallel::for_each_row_mut(out, positions.len(), |i, row| {
-            positions[i].fill_next_token_bitmask(row);
-            Ok(())
-        })
-    })
+    detached(py, || grammar::fill_next_token_bitmask_batch(&positions, out))
 }
 
 /// Set ``logits[i, t] = -inf`` wherever bit ``t`` of ``bitmask[i]`` is clear, in place. ``logits`` is

@@ -234,6 +234,12 @@ pub struct Position {
 }
 
 impl Position {
+    /// Whether filling this position's mask is a copy of a cached row (no trie walk).
+    #[must_use]
+    pub fn is_cached(&self) -> bool {
+        self.terminated || self.grammar.is_cached(self.state)
+    }
+
     /// Write the allowed next tokens into one bitmask row, as [`Matcher::fill_next_token_bitmask`].
     pub fn fill_next_token_bitmask(&self, row: &mut [u32]) {
         self.grammar.fill_row(self.state, self.terminated, row);

@@ -18,6 +18,28 @@ pub mod vocab;
 use std::sync::{Arc, OnceLock};
 
 pub use matcher::{Matcher, Position};
+
+/// Fill row `i` of `out` (`positions.len()` rows of equal width) for `positions[i]`.
+///
+/// Rows whose masks still have to be computed run on the library's thread pool; when every mask is
+/// already cached each row is a 16 KiB copy at 128k tokens, which the calling thread does faster than a
+/// hand-off to the pool would, so it does them itself.
+pub fn fill_next_token_bitmask_batch(positions: &[Position], out: &mut [u32]) -> Result<()> {
+    if positions.is_empty() {
+        return Ok(());
+    }
+    let width = out.len() / positions.len();
+    if positions.iter().all(Position::is_cached) {
+        for (position, row) in positions.iter().zip(out.chunks_mut(width)) {
+            position.fill_next_token_bitmask(row);
+        }
+        return Ok(());
+    }
+    crate::parallel::for_each_row_mut(out, positions.len(), |i, row| {
+        positions[i].fill_next_token_bitmask(row);
+        Ok(())
+    })
+}
 pub use regex::RegexLimits;
 pub use vocab::{EosChoice, TokenKind, Vocabulary};
 
@@ -115,6 +137,12 @@ impl CompiledGrammar {
     #[must_use]
     pub fn num_cached_masks(&self) -> usize {
         self.masks.iter().filter(|m| m.get().is_some()).count()
+    }
+
+    /// Whether the mask of `state` is already computed (filling it is then a copy).
+    #[must_use]
+    pub fn is_cached(&self, state: u32) -> bool {
+        state == DEAD || self.masks[self.dfa.index(state)].get().is_some()
     }
 
     /// The normal tokens allowed in `state` (one bitmask row without EOS), computed once and cached.
