@@ -7,11 +7,10 @@ import re
 from functools import cache
 from typing import Any
 
+import decodekit as dk
 import numpy as np
 import pytest
 import vocabularies
-
-import decodekit as dk
 
 torch = pytest.importorskip("torch", reason="the HF adapter tests need torch (the torch extra)")
 transformers = pytest.importorskip("transformers")
