@@ -83,6 +83,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from tests.vocabularies import llama3_special_tokens
+
 from .reference.grammar_anchors import (
     AnchorVocab,
     LlguidanceRegex,
@@ -169,25 +171,6 @@ NAMES = tuple(REGEXES)
 
 
 # --- vocabularies and shared inputs (built once per session) ---------------------------------------------
-
-
-def llama3_special_tokens() -> dict[str, int]:
-    """The 256 special tokens of Llama 3 at ids 128000.. (as in llama_models/llama3/tokenizer.py)."""
-    named = [
-        "<|begin_of_text|>",
-        "<|end_of_text|>",
-        "<|reserved_special_token_0|>",
-        "<|reserved_special_token_1|>",
-        "<|finetune_right_pad_id|>",
-        "<|step_id|>",
-        "<|start_header_id|>",
-        "<|end_header_id|>",
-        "<|eom_id|>",
-        "<|eot_id|>",
-        "<|python_tag|>",
-    ]
-    names = named + [f"<|reserved_special_token_{2 + i}|>" for i in range(256 - len(named))]
-    return {name: 128000 + i for i, name in enumerate(names)}
 
 
 def _tokenizer_path() -> str:
