@@ -120,6 +120,30 @@ def test_masks_are_sound_and_complete_on_real_vocabularies(vocab_name: str, case
         assert mask_ids(matcher, vocab.size) == eos
 
 
+@pytest.mark.parametrize("case", sorted(CORPUS))
+def test_masks_at_random_prefixes_of_the_language(case: str) -> None:
+    """Prefixes drawn at random: each step takes a uniformly random allowed token (never EOS), so the text
+    stays a prefix of the language, and the mask is checked against the brute force along the way."""
+    pattern, _ = CORPUS[case]
+    vocab = vocabularies.load("gpt2").vocab
+    token_bytes = all_token_bytes("gpt2")
+    special, eos = set(vocab.special_ids), set(vocab.eos_ids)
+    matcher = dk.Matcher(compiled_grammar("gpt2", pattern))
+    rng = np.random.default_rng(sum(map(ord, case)))
+    prefix = b""
+    for step in range(9):
+        allowed = mask_ids(matcher, vocab.size)
+        if step % 3 == 2:
+            expected = reference.regex_allowed_tokens(pattern, token_bytes, special, eos, prefix)
+            assert allowed == expected, f"{case} after {prefix!r}"
+        choices = sorted(allowed - eos)
+        if not choices:
+            break
+        token = choices[int(rng.integers(len(choices)))]
+        assert matcher.accept_token(token)
+        prefix += token_bytes[token]
+
+
 # --- random regexes over a small vocabulary --------------------------------------------------------------
 
 SMALL_TOKENS: list[bytes] = [
