@@ -50,7 +50,8 @@ Groups:
 
   The timed call is each library's own numpy entry point with the same ``[1, words]`` int32 row:
   ``Matcher.fill_next_token_bitmask(mask)``, ``llguidance.numpy.fill_next_token_bitmask(matcher, mask)``,
-  ``outlines_core.kernels.numpy.fill_next_token_bitmask(guide, mask)`` (the adapters' ``fill_bitmask``
+  outlines-core's ``Guide.write_mask_into(pointer, size, 4)``, which is what its numpy kernel calls after
+  checking the array (the adapters' ``fill_bitmask``
   adds its own row check, about 0.5 µs, which is left out). The walk strings are ones all three libraries
   accept under greedy tokenization: outlines-core drops tokens that end one byte past a match point (see
   the grammar_anchors docstring), which rules out every exponent under greedy tokenization (the corpus
@@ -384,12 +385,12 @@ def _llguidance_round(adapter: LlguidanceRegex) -> WalkRound:
 
 
 def _outlines_round(adapter: OutlinesRegex) -> WalkRound:
-    from outlines_core.kernels.numpy import fill_next_token_bitmask
-
+    # What outlines_core.kernels.numpy.fill_next_token_bitmask calls after its argument checks (that module
+    # also needs numba, which the test extra does not install).
     mask = adapter.vocab.new_bitmask().reshape(1, -1)
     return WalkRound(
-        fill_next_token_bitmask,
-        (adapter._guide, mask),
+        adapter._guide.write_mask_into,
+        (mask.ctypes.data, mask.size, mask.itemsize),
         adapter.consume,
         lambda: adapter.rollback(adapter.num_consumed),
         mask,
