@@ -50,8 +50,10 @@ Groups:
 
   The timed call is each library's own numpy entry point with the same ``[1, words]`` int32 row:
   ``Matcher.fill_next_token_bitmask(mask)``, ``llguidance.numpy.fill_next_token_bitmask(matcher, mask)``,
-  outlines-core's ``Guide.write_mask_into(pointer, size, 4)``, which is what its numpy kernel calls after
-  checking the array (the adapters' ``fill_bitmask``
+  ``outlines_core.kernels.numpy.fill_next_token_bitmask(guide, mask)`` (it needs numba: skipped without
+  the bench extra). Both decodekit and outlines-core also have a raw-pointer entry point, timed as
+  ``decodekit_ptr`` (``Matcher.unsafe_fill_next_token_bitmask_ptr``) and ``outlines_core_ptr``
+  (``Guide.write_mask_into``, what vLLM calls) (the adapters' ``fill_bitmask``
   adds its own row check, about 0.5 µs, which is left out). The walk strings are ones all three libraries
   accept under greedy tokenization: outlines-core drops tokens that end one byte past a match point (see
   the grammar_anchors docstring), which rules out every exponent under greedy tokenization (the corpus
@@ -384,13 +386,30 @@ def _llguidance_round(adapter: LlguidanceRegex) -> WalkRound:
     )
 
 
-def _outlines_round(adapter: OutlinesRegex) -> WalkRound:
-    # What outlines_core.kernels.numpy.fill_next_token_bitmask calls after its argument checks (that module
-    # also needs numba, which the test extra does not install).
-    mask = adapter.vocab.new_bitmask().reshape(1, -1)
+def _decodekit_ptr_round(grammar: dk.CompiledGrammar) -> WalkRound:
+    matcher = dk.Matcher(grammar)
+    mask = dk.allocate_token_bitmask(1, grammar.vocab.size)
     return WalkRound(
-        adapter._guide.write_mask_into,
-        (mask.ctypes.data, mask.size, mask.itemsize),
+        matcher.unsafe_fill_next_token_bitmask_ptr,
+        (mask.ctypes.data, mask.shape[1]),
+        matcher.accept_token,
+        matcher.reset,
+        mask,
+    )
+
+
+def _outlines_round(adapter: OutlinesRegex, raw: bool) -> WalkRound:
+    mask = adapter.vocab.new_bitmask().reshape(1, -1)
+    if raw:
+        # The pointer call that engines (vLLM) make and that outlines' numpy kernel makes after its checks.
+        fill: Callable[..., object] = adapter._guide.write_mask_into
+        args: tuple[Any, ...] = (mask.ctypes.data, mask.size, mask.itemsize)
+    else:
+        kernels = pytest.importorskip("outlines_core.kernels.numpy", reason="it needs numba (bench extra)")
+        fill, args = kernels.fill_next_token_bitmask, (adapter._guide, mask)
+    return WalkRound(
+        fill,
+        args,
         adapter.consume,
         lambda: adapter.rollback(adapter.num_consumed),
         mask,
@@ -437,12 +456,30 @@ def test_grammar_walk_llguidance_warm(benchmark: Any, tag: Tag, name: str) -> No
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_grammar_walk_decodekit_ptr(benchmark: Any, tag: Tag, name: str) -> None:
+    """As ``decodekit``, through the raw-pointer ``unsafe_fill_next_token_bitmask_ptr``."""
+    tag(f"grammar mask walk: {name}", "decodekit_ptr")
+    grammar = compiled(name)
+    bench_walk(benchmark, name, lambda: _decodekit_ptr_round(grammar), dk_vocab().eos_ids[0])
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_grammar_walk_outlines(benchmark: Any, tag: Tag, name: str) -> None:
-    """Masks along the walks, one ``Index`` for the session, the ``Guide`` rolled back between walks."""
+    """Masks along the walks through outlines' numpy kernel, one ``Index`` for the session, the ``Guide``
+    rolled back between walks."""
     vocab = outlines_vocab()
     tag(f"grammar mask walk: {name}", "outlines_core")
     adapter = _outlines(name)
-    bench_walk(benchmark, name, lambda: _outlines_round(adapter), vocab.eos_id)
+    bench_walk(benchmark, name, lambda: _outlines_round(adapter, raw=False), vocab.eos_id)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_grammar_walk_outlines_ptr(benchmark: Any, tag: Tag, name: str) -> None:
+    """As ``outlines_core``, through the raw ``Guide.write_mask_into(pointer, size, 4)``."""
+    vocab = outlines_vocab()
+    tag(f"grammar mask walk: {name}", "outlines_core_ptr")
+    adapter = _outlines(name)
+    bench_walk(benchmark, name, lambda: _outlines_round(adapter, raw=True), vocab.eos_id)
 
 
 @pytest.mark.parametrize("name", NAMES)

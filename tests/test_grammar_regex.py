@@ -302,6 +302,29 @@ def test_batch_fill_equals_sequential_fills() -> None:
     assert (batch[len(matchers) :] == -1).all()  # rows without a matcher are untouched
 
 
+def test_raw_pointer_fill_equals_the_array_fill() -> None:
+    vocab = vocabularies.load("gpt2").vocab
+    compiled = dk.Grammar.regex(CORPUS["email"][0]).compile(vocab, precompute=False)
+    matcher = dk.Matcher(compiled)
+    tokens = greedy_tokenize("gpt2", CORPUS["email"][1][0].encode())
+    row = np.zeros(vocab.size // 32 + 3, dtype=np.int32)  # wider than needed: the extra words are cleared
+    expected = dk.allocate_token_bitmask(1, vocab.size)
+    for token in [*tokens, None]:
+        row[:] = -1
+        matcher.unsafe_fill_next_token_bitmask_ptr(row.ctypes.data, row.size)  # first visits walk the trie
+        matcher.fill_next_token_bitmask(expected)
+        np.testing.assert_array_equal(row[: expected.shape[1]], expected[0])
+        assert (row[expected.shape[1] :] == 0).all()
+        if token is not None:
+            assert matcher.accept_token(token)
+    with pytest.raises(dk.InvalidInputError, match="null or not 4-byte aligned"):
+        matcher.unsafe_fill_next_token_bitmask_ptr(0, row.size)
+    with pytest.raises(dk.InvalidInputError, match="null or not 4-byte aligned"):
+        matcher.unsafe_fill_next_token_bitmask_ptr(row.ctypes.data + 2, row.size)
+    with pytest.raises(dk.InvalidInputError, match="needs ceil"):
+        matcher.unsafe_fill_next_token_bitmask_ptr(row.ctypes.data, 10)
+
+
 def test_apply_token_bitmask_numpy() -> None:
     rng = np.random.default_rng(3)
     logits = rng.standard_normal((3, 70)).astype(np.float32)

@@ -103,7 +103,7 @@ impl Grammar {
         if precompute {
             let states: Vec<u32> = compiled.dfa.live_states().collect();
             crate::parallel::map_rows(states.len(), |i| {
-                let _ = compiled.token_mask(states[i]);
+                let _ = compiled.state_mask(states[i]);
                 Ok(())
             })?;
         }
@@ -117,7 +117,44 @@ pub struct CompiledGrammar {
     vocab: Arc<Vocabulary>,
     dfa: Arc<ByteDfa>,
     /// Normal-token masks by dense state index; EOS bits are added when a row is filled.
-    masks: Vec<OnceLock<Box<[u32]>>>,
+    masks: Vec<OnceLock<StateMask>>,
+}
+
+/// States that allow at most this many tokens keep their ids instead of a row: clearing a row and
+/// setting a few bits is cheaper than copying 16 KiB, and takes less memory.
+const SPARSE_MASK_MAX_IDS: usize = 128;
+
+/// One state's cached mask of normal tokens.
+#[derive(Debug)]
+enum StateMask {
+    /// The whole bitmask row.
+    Dense(Box<[u32]>),
+    /// The allowed ids, when there are few (the row is zero elsewhere).
+    Sparse(Box<[u32]>),
+}
+
+impl StateMask {
+    fn from_row(row: Vec<u32>) -> Self {
+        let ones: u32 = row.iter().map(|w| w.count_ones()).sum();
+        if ones as usize <= SPARSE_MASK_MAX_IDS {
+            StateMask::Sparse(bitmask::allowed_ids(&row).into_boxed_slice())
+        } else {
+            StateMask::Dense(row.into_boxed_slice())
+        }
+    }
+
+    /// Write the mask into the first `words` words of `row` (the rest are left alone).
+    fn write(&self, row: &mut [u32]) {
+        match self {
+            StateMask::Dense(mask) => row[..mask.len()].copy_from_slice(mask),
+            StateMask::Sparse(ids) => {
+                row.fill(0);
+                for &id in ids {
+                    row[id as usize >> 5] |= 1 << (id & 31);
+                }
+            }
+        }
+    }
 }
 
 impl CompiledGrammar {
@@ -145,14 +182,21 @@ impl CompiledGrammar {
         state == DEAD || self.masks[self.dfa.index(state)].get().is_some()
     }
 
-    /// The normal tokens allowed in `state` (one bitmask row without EOS), computed once and cached.
-    #[must_use]
-    pub fn token_mask(&self, state: u32) -> &[u32] {
-        self.masks[self.dfa.index(state)].get_or_init(|| self.compute_mask(state))
+    /// The normal tokens allowed in `state`, computed once and cached.
+    fn state_mask(&self, state: u32) -> &StateMask {
+        self.masks[self.dfa.index(state)].get_or_init(|| StateMask::from_row(self.compute_mask(state)))
     }
 
-    fn compute_mask(&self, state: u32) -> Box<[u32]> {
-        let mut mask = vec![0u32; self.vocab.mask_words()].into_boxed_slice();
+    /// The normal tokens allowed in `state` as one bitmask row without EOS (`ceil(size/32)` words).
+    #[must_use]
+    pub fn token_mask(&self, state: u32) -> Vec<u32> {
+        let mut row = vec![0u32; self.vocab.mask_words()];
+        self.state_mask(state).write(&mut row);
+        row
+    }
+
+    fn compute_mask(&self, state: u32) -> Vec<u32> {
+        let mut mask = vec![0u32; self.vocab.mask_words()];
         if state == DEAD {
             return mask;
         }
@@ -181,7 +225,7 @@ impl CompiledGrammar {
         if terminated {
             row.fill(0);
         } else {
-            row[..words].copy_from_slice(self.token_mask(state));
+            self.state_mask(state).write(&mut row[..words]);
             row[words..].fill(0);
         }
         if terminated || (state != DEAD && self.dfa.is_accepting(state)) {
@@ -224,6 +268,38 @@ mod tests {
             assert_eq!(allowed(&row), vec![0, 1, 5, 7]);
             c.fill_row(s, true, &mut row);
             assert_eq!(allowed(&row), vec![7]);
+        }
+    }
+
+    #[test]
+    fn dense_and_sparse_masks_agree_with_the_automaton() {
+        // 18 single letters and 324 pairs: `[0-9]+` allows 110 tokens and `a[0-9]` 11 (stored sparse),
+        // `[0-9a-h]*` all 342 (dense).
+        let alphabet = b"0123456789abcdefgh";
+        let mut list: Vec<Option<Vec<u8>>> = alphabet.iter().map(|&b| Some(vec![b])).collect();
+        for &a in alphabet {
+            for &b in alphabet {
+                list.push(Some(vec![a, b]));
+            }
+        }
+        list.push(Some(b"<eos>".to_vec()));
+        let eos = list.len() as u32 - 1;
+        let vocab = Arc::new(Vocabulary::new(&list, &[], &[eos], None).unwrap());
+        for (pattern, expected_count) in [("[0-9]+", 110), ("[0-9a-h]*", 342), ("a[0-9]", 11)] {
+            let g = Grammar::regex(pattern, RegexLimits::default()).unwrap();
+            let c = g.compile(Arc::clone(&vocab), Some(true)).unwrap();
+            let start = c.dfa().start();
+            let mut row = vec![u32::MAX; vocab.mask_words() + 1];
+            c.fill_row(start, false, &mut row);
+            let ids = allowed(&row);
+            let normal: Vec<u32> = ids.iter().copied().filter(|&i| i != eos).collect();
+            assert_eq!(normal.len(), expected_count, "{pattern}");
+            for id in 0..eos {
+                let viable = c.dfa().run(start, vocab.token_bytes(id as usize)) != DEAD;
+                assert_eq!(normal.contains(&id), viable, "{pattern}: token {id}");
+            }
+            assert_eq!(ids.contains(&eos), c.dfa().is_accepting(start));
+            assert_eq!(*row.last().unwrap(), 0);
         }
     }
 }
