@@ -65,6 +65,8 @@ class GrammarLogitsProcessor:
         return True
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
+        """Mask ``scores`` (float ``[batch, V]`` tensor) for the rows of ``input_ids`` (int ``[batch, L]``):
+        disallowed tokens get ``-inf``. Returns the masked scores (in place when they are contiguous)."""
         torch = _torch()
         batch, width = scores.shape
         compiled = self._compile(width)
