@@ -405,8 +405,10 @@ def _outlines_round(adapter: OutlinesRegex, raw: bool) -> WalkRound:
         fill: Callable[..., object] = adapter._guide.write_mask_into
         args: tuple[Any, ...] = (mask.ctypes.data, mask.size, mask.itemsize)
     else:
-        kernels = pytest.importorskip("outlines_core.kernels.numpy", reason="it needs numba (bench extra)")
-        fill, args = kernels.fill_next_token_bitmask, (adapter._guide, mask)
+        pytest.importorskip("numba", reason="outlines-core's numpy kernel needs numba (the bench extra)")
+        from outlines_core.kernels.numpy import fill_next_token_bitmask
+
+        fill, args = fill_next_token_bitmask, (adapter._guide, mask)
     return WalkRound(
         fill,
         args,
