@@ -72,7 +72,7 @@ def apply_token_bitmask_(logits: Any, bitmask: Any) -> None:
             "it needs the same rows and at least ceil(V / 32) words per row"
         )
     if logits.device.type == "cpu" and logits.dtype == torch.float32 and logits.is_contiguous():
-        _core.apply_token_bitmask(logits.numpy(), bitmask.contiguous().numpy())
+        _core.apply_token_bitmask(logits.detach().numpy(), bitmask.cpu().contiguous().numpy())
         return
     bits = torch.arange(32, device=logits.device, dtype=torch.int32)
     words = bitmask.to(logits.device)
