@@ -401,3 +401,33 @@ def regex_allowed_tokens(
     except UnicodeDecodeError:
         pass
     return allowed
+
+
+# --- tree attention -------------------------------------------------------------------------------------
+
+
+def tree_attention(
+    q: npt.NDArray[np.floating],
+    k_cache: npt.NDArray[np.floating],
+    v_cache: npt.NDArray[np.floating],
+    tree_visible: npt.NDArray[np.bool_],
+    prefix_len: int,
+    scale: float,
+) -> npt.NDArray[np.float64]:
+    """float64 attention of T tree queries ``[T, Hq, D]`` over ``prefix_len`` prefix keys (all visible) and
+    the T tree keys (visible where ``tree_visible[i, j]``), one query head at a time; GQA maps query head
+    ``h`` to KV head ``h // (Hq // Hkv)``."""
+    num_tree, num_q_heads, head_dim = q.shape
+    group = num_q_heads // k_cache.shape[1]
+    num_keys = prefix_len + num_tree
+    visible = np.concatenate([np.ones((num_tree, prefix_len), dtype=bool), tree_visible], axis=1)
+    out = np.zeros((num_tree, num_q_heads, head_dim))
+    for head in range(num_q_heads):
+        keys = k_cache[:num_keys, head // group].astype(np.float64)
+        values = v_cache[:num_keys, head // group].astype(np.float64)
+        scores = q[:, head].astype(np.float64) @ keys.T * scale
+        scores[~visible] = -np.inf
+        scores -= scores.max(axis=1, keepdims=True)
+        weights = np.exp(scores)
+        out[:, head] = (weights / weights.sum(axis=1, keepdims=True)) @ values
+    return out

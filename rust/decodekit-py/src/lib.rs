@@ -9,6 +9,7 @@ mod arrays;
 mod draft;
 mod errors;
 mod grammar;
+mod kernels;
 mod rng;
 mod sampling;
 mod tree;
@@ -68,6 +69,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(verify::verify_chain, m)?)?;
     m.add_function(wrap_pyfunction!(verify::verify_chain_batch, m)?)?;
     m.add_function(wrap_pyfunction!(verify::verify_typical, m)?)?;
+    m.add_function(wrap_pyfunction!(kernels::_kernel_source, m)?)?;
     m.add_class::<grammar::PyVocabulary>()?;
     m.add_class::<grammar::PyGrammar>()?;
     m.add_class::<grammar::PyCompiledGrammar>()?;

@@ -1,0 +1,239 @@
+"""CUDA kernels, compiled at run time with CuPy (NVRTC) and launched on torch's current stream.
+
+CuPy and a CUDA GPU are optional: nothing here imports CuPy until a kernel is launched, and then a missing
+CuPy or GPU raises :class:`~decodekit.KernelUnavailableError`. Install CuPy with the ``cuda`` extra
+(``cupy-cuda12x``); for a CUDA 13 driver stack install ``cupy-cuda13x`` instead
+(``pip install decodekit cupy-cuda13x``). The kernel sources live in ``cuda/`` in the repository and are
+embedded in the extension (``decodekit._core._kernel_source``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from functools import cache
+from typing import Any
+
+from decodekit import _core
+from decodekit.torch import _torch, tree_mask_words
+
+#: NVRTC options of every kernel build; the CPU test suite compiles with exactly these (plus ``-arch``).
+KERNEL_OPTIONS: tuple[str, ...] = ("--std=c++14", "--use_fast_math")
+#: Head dimensions the tree-attention kernel is built for.
+HEAD_DIMS = (64, 128)
+#: Largest draft tree (the mask holds at most four 32-bit words per row).
+MAX_TREE_TOKENS = 128
+#: Threads of the split kernel and query rows per block (see cuda/tree_attention.cu).
+_SPLIT_THREADS = 256
+_ROWS_PER_BLOCK = 64
+_KEYS_PER_TILE = 32
+
+
+def kernel_source(dtype: str, head_dim: int, group: int) -> str:
+    """The tree-attention source for one configuration: ``dtype`` ``"float16"`` or ``"bfloat16"``,
+    ``head_dim`` 64 or 128, ``group`` query heads per KV head."""
+    if dtype not in ("float16", "bfloat16"):
+        raise _core.InvalidInputError(f"dtype must be 'float16' or 'bfloat16', got {dtype!r}")
+    if head_dim not in HEAD_DIMS:
+        raise _core.InvalidInputError(f"head_dim must be one of {HEAD_DIMS}, got {head_dim}")
+    if group < 1:
+        raise _core.InvalidInputError(f"group must be >= 1, got {group}")
+    bf16 = int(dtype == "bfloat16")
+    defines = f"#define DK_BF16 {bf16}\n#define DK_HEAD_DIM {head_dim}\n#define DK_GROUP {group}\n"
+    return defines + _core._kernel_source("tree_attention")
+
+
+def _cupy() -> Any:
+    try:
+        return importlib.import_module("cupy")
+    except ImportError as error:
+        raise _core.KernelUnavailableError(
+            "decodekit.cuda needs CuPy: pip install 'decodekit[cuda]' "
+            "(cupy-cuda12x; cupy-cuda13x for CUDA 13)"
+        ) from error
+
+
+@cache
+def _kernels(dtype: str, head_dim: int, group: int, device: int) -> tuple[Any, Any]:
+    """The split and combine kernels of one configuration on one device (built once, then cached)."""
+    cupy = _cupy()
+    try:
+        with cupy.cuda.Device(device):
+            module = cupy.RawModule(code=kernel_source(dtype, head_dim, group), options=KERNEL_OPTIONS)
+            kernels = (
+                module.get_function("dk_tree_attention_split"),
+                module.get_function("dk_tree_attention_combine"),
+            )
+    except Exception as error:  # CuPy raises CompileException, CUDADriverError, ... with the log
+        raise _core.KernelUnavailableError(
+            f"the tree-attention kernel ({dtype}, D={head_dim}, group={group}) failed to build: {error}"
+        ) from error
+    return kernels
+
+
+def _check_tensor(torch: Any, name: str, tensor: Any) -> None:
+    if not isinstance(tensor, torch.Tensor):
+        raise _core.InvalidInputError(
+            f"{name} must be a torch tensor or CuPy array, got {type(tensor).__name__}"
+        )
+    if tensor.dim() != 3:
+        raise _core.InvalidInputError(f"{name} must be 3-D, got shape {tuple(tensor.shape)}")
+
+
+def _from_cupy(torch: Any, value: Any) -> tuple[Any, bool]:
+    """CuPy arrays become torch tensors over the same memory (DLPack); other values pass through."""
+    if type(value).__module__.startswith("cupy"):
+        return torch.from_dlpack(value), True
+    return value, False
+
+
+def launch_plan(num_keys: int, rows: int, num_kv_heads: int, sm_count: int) -> tuple[int, int, int]:
+    """``(splits, keys_per_split, row_tiles)`` of the split kernel's grid.
+
+    A block owns one KV head, up to 64 query rows and ``keys_per_split`` consecutive keys (a whole number
+    of 32-key tiles). The key range is split so that the grid covers the GPU about twice; every split
+    gets at least one key.
+    """
+    row_tiles = -(-rows // _ROWS_PER_BLOCK)
+    tiles = -(-num_keys // _KEYS_PER_TILE)
+    splits = max(1, min(tiles, -(-2 * sm_count // (num_kv_heads * row_tiles))))
+    keys_per_split = -(-tiles // splits) * _KEYS_PER_TILE
+    return -(-num_keys // keys_per_split), keys_per_split, row_tiles
+
+
+def tree_attention(
+    q: Any,
+    k_cache: Any,
+    v_cache: Any,
+    tree_mask: Any,
+    prefix_len: int,
+    *,
+    scale: float | None = None,
+    out: Any = None,
+) -> Any:
+    """Attention of a draft tree's T tokens over a KV cache, in one pass over the cache.
+
+    ``q`` is ``[T, Hq, D]`` (``T <= 128``); ``k_cache`` and ``v_cache`` are contiguous ``[L, Hkv, D]`` with
+    ``L >= prefix_len + T`` and the tree tokens' keys and values at positions
+    ``prefix_len .. prefix_len + T - 1``. ``Hq`` is a multiple of ``Hkv`` (GQA), ``D`` is 64 or 128, and
+    all three share one dtype, float16 or bfloat16, and one CUDA device. Query ``i`` sees all
+    ``prefix_len`` prefix keys and tree key ``j`` where ``tree_mask`` sets bit ``j`` of row ``i``: int32
+    ``[T, ceil(T/32)]`` as from ``DraftTree.packed_mask()``, or one int64/uint64 word per row (``T <= 64``).
+    ``scale`` defaults to ``1 / sqrt(D)``. Accumulation is fp32 with an online softmax; the result is
+    ``[T, Hq, D]`` in the input dtype (a CuPy array when ``q`` is one), computed on torch's current stream,
+    written into ``out`` when given (a contiguous tensor of that shape, dtype and device).
+
+    Raises :class:`~decodekit.InvalidInputError` for bad shapes, dtypes or devices and
+    :class:`~decodekit.KernelUnavailableError` when there is no CUDA GPU or no CuPy. On the CPU use
+    :func:`decodekit.torch.tree_attention_reference`.
+    """
+    torch = _torch()
+    numpy = importlib.import_module("numpy")
+    q, q_is_cupy = _from_cupy(torch, q)
+    k_cache, _ = _from_cupy(torch, k_cache)
+    v_cache, _ = _from_cupy(torch, v_cache)
+    for name, tensor in (("q", q), ("k_cache", k_cache), ("v_cache", v_cache)):
+        _check_tensor(torch, name, tensor)
+    num_tree, num_q_heads, head_dim = q.shape
+    cache_len, num_kv_heads, kv_dim = k_cache.shape
+    if tuple(v_cache.shape) != tuple(k_cache.shape):
+        raise _core.InvalidInputError(
+            f"v_cache {tuple(v_cache.shape)} must have k_cache's shape {tuple(k_cache.shape)}"
+        )
+    if q.dtype not in (torch.float16, torch.bfloat16) or k_cache.dtype != q.dtype or v_cache.dtype != q.dtype:
+        raise _core.InvalidInputError(
+            f"q, k_cache and v_cache must share one dtype, float16 or bfloat16; got {q.dtype}, "
+            f"{k_cache.dtype}, {v_cache.dtype}"
+        )
+    if head_dim != kv_dim or head_dim not in HEAD_DIMS:
+        raise _core.InvalidInputError(
+            f"the head dimension must be one of {HEAD_DIMS} and equal in q ({head_dim}) "
+            f"and the cache ({kv_dim})"
+        )
+    if num_kv_heads == 0 or num_q_heads % num_kv_heads != 0:
+        raise _core.InvalidInputError(f"Hq = {num_q_heads} must be a multiple of Hkv = {num_kv_heads}")
+    if not 1 <= num_tree <= MAX_TREE_TOKENS:
+        raise _core.InvalidInputError(f"the tree must have 1..{MAX_TREE_TOKENS} tokens, got T = {num_tree}")
+    if prefix_len < 0 or cache_len < prefix_len + num_tree:
+        raise _core.InvalidInputError(
+            f"prefix_len = {prefix_len} must be >= 0 and the cache ({cache_len} tokens) must hold "
+            f"prefix_len + T = {prefix_len + num_tree}"
+        )
+    if not (k_cache.is_contiguous() and v_cache.is_contiguous()):
+        raise _core.InvalidInputError("k_cache and v_cache must be contiguous [L, Hkv, D] tensors")
+    _cupy()
+    if not torch.cuda.is_available():
+        raise _core.KernelUnavailableError("no CUDA GPU is available to torch")
+    devices = {t.device for t in (q, k_cache, v_cache)}
+    if len(devices) != 1 or next(iter(devices)).type != "cuda":
+        raise _core.InvalidInputError(
+            f"q, k_cache and v_cache must be on one CUDA device, got {sorted(str(d) for d in devices)}; "
+            "on the CPU use decodekit.torch.tree_attention_reference"
+        )
+    device = q.device
+    mask = tree_mask_words(tree_mask, num_tree, device)
+    q = q.contiguous()
+    group = num_q_heads // num_kv_heads
+    dtype = "bfloat16" if q.dtype == torch.bfloat16 else "float16"
+    split_kernel, combine_kernel = _kernels(dtype, head_dim, group, device.index)
+
+    rows = num_tree * group
+    sm_count = torch.cuda.get_device_properties(device).multi_processor_count
+    splits, keys_per_split, row_tiles = launch_plan(prefix_len + num_tree, rows, num_kv_heads, sm_count)
+
+    partial_out = torch.empty((splits, num_kv_heads, rows, head_dim), dtype=torch.float32, device=device)
+    partial_ml = torch.empty((splits, num_kv_heads, rows, 2), dtype=torch.float32, device=device)
+    if out is None:
+        out = torch.empty_like(q)
+    else:
+        out, _ = _from_cupy(torch, out)
+        if (
+            not isinstance(out, torch.Tensor)
+            or tuple(out.shape) != tuple(q.shape)
+            or out.dtype != q.dtype
+            or out.device != device
+            or not out.is_contiguous()
+        ):
+            raise _core.InvalidInputError(
+                f"out must be a contiguous {q.dtype} tensor of shape {tuple(q.shape)} on {device}"
+            )
+    scale = head_dim**-0.5 if scale is None else float(scale)
+    cupy = _cupy()
+    pointer, i32 = numpy.uint64, numpy.int32
+    stream = torch.cuda.current_stream(device)
+    with cupy.cuda.Device(device.index), cupy.cuda.ExternalStream(stream.cuda_stream):
+        split_kernel(
+            (splits, num_kv_heads, row_tiles),
+            (_SPLIT_THREADS,),
+            (
+                pointer(q.data_ptr()),
+                pointer(k_cache.data_ptr()),
+                pointer(v_cache.data_ptr()),
+                pointer(mask.data_ptr()),
+                i32(num_tree),
+                i32(prefix_len),
+                i32(num_q_heads),
+                i32(num_kv_heads),
+                i32(mask.shape[1]),
+                numpy.float32(scale * math.log2(math.e)),
+                i32(keys_per_split),
+                pointer(partial_out.data_ptr()),
+                pointer(partial_ml.data_ptr()),
+            ),
+        )
+        combine_kernel(
+            (rows, num_kv_heads),
+            (head_dim // 2,),
+            (
+                pointer(partial_out.data_ptr()),
+                pointer(partial_ml.data_ptr()),
+                i32(splits),
+                i32(num_tree),
+                i32(num_q_heads),
+                i32(num_kv_heads),
+                pointer(out.data_ptr()),
+            ),
+        )
+    if q_is_cupy:
+        return cupy.from_dlpack(out)
+    return out
