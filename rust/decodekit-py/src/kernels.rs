@@ -12,8 +12,12 @@ const SOURCES: &[(&str, &str)] = &[("tree_attention", include_str!("../../../cud
 /// The CUDA C++ source of kernel file ``name`` (``"tree_attention"``).
 #[pyfunction]
 pub fn _kernel_source(name: &str) -> PyResult<&'static str> {
-    SOURCES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s).ok_or_else(|| {
-        let names: Vec<&str> = SOURCES.iter().map(|(n, _)| *n).collect();
-        invalid_input(format!("no kernel source named {name:?}; there are {names:?}"))
-    })
+    SOURCES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| *s)
+        .ok_or_else(|| {
+            let names: Vec<&str> = SOURCES.iter().map(|(n, _)| *n).collect();
+            invalid_input(format!("no kernel source named {name:?}; there are {names:?}"))
+        })
 }
