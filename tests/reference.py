@@ -431,3 +431,28 @@ def tree_attention(
         weights = np.exp(scores)
         out[:, head] = (weights / weights.sum(axis=1, keepdims=True)) @ values
     return out
+
+
+# --- weight-only quantization ---------------------------------------------------------------------------
+
+
+def quantize_weight(
+    weight: npt.NDArray[np.floating], bits: int, group_size: int, symmetric: bool
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """float64 group quantization of ``weight [N, K]``: unsigned codes ``[N, K]``, scales and zero points
+    ``[N, K / group_size]``, so that ``weight ~ (code - zero) * scale``."""
+    rows, cols = weight.shape
+    groups = weight.astype(np.float64).reshape(rows, cols // group_size, group_size)
+    levels = 2**bits - 1
+    if symmetric:
+        half = 2 ** (bits - 1)
+        absmax = np.abs(groups).max(axis=-1)
+        scales = np.where(absmax > 0, absmax / (half - 1), 1.0)
+        zeros = np.full_like(scales, half)
+    else:
+        lo = np.minimum(groups.min(axis=-1), 0.0)
+        hi = np.maximum(groups.max(axis=-1), 0.0)
+        scales = np.where(hi > lo, (hi - lo) / levels, 1.0)
+        zeros = np.clip(np.round(-lo / scales), 0, levels)
+    codes = np.clip(np.round(groups / scales[..., None]) + zeros[..., None], 0, levels)
+    return codes.reshape(rows, cols).astype(np.int64), scales, zeros

@@ -9,6 +9,7 @@ pub mod error;
 pub mod grammar;
 pub mod parallel;
 pub mod persist;
+pub mod quant;
 pub mod rng;
 pub mod sampling;
 pub mod tree;

@@ -10,6 +10,7 @@ mod draft;
 mod errors;
 mod grammar;
 mod kernels;
+mod quant;
 mod rng;
 mod sampling;
 mod tree;
@@ -70,6 +71,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(verify::verify_chain_batch, m)?)?;
     m.add_function(wrap_pyfunction!(verify::verify_typical, m)?)?;
     m.add_function(wrap_pyfunction!(kernels::_kernel_source, m)?)?;
+    m.add_function(wrap_pyfunction!(quant::_quantize, m)?)?;
+    m.add_function(wrap_pyfunction!(quant::_pack_codes, m)?)?;
+    m.add_function(wrap_pyfunction!(quant::_unpack_codes, m)?)?;
     m.add_class::<grammar::PyVocabulary>()?;
     m.add_class::<grammar::PyGrammar>()?;
     m.add_class::<grammar::PyCompiledGrammar>()?;

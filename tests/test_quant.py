@@ -1,0 +1,145 @@
+"""Weight-only quantization: pack/unpack round trips, codes and error bounds against a float64 numpy
+reference, FineQuant's adaptive group size, QuantLinear and quantize_model on the CPU, bad input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import decodekit as dk
+import decodekit.quant as dkq
+import numpy as np
+import pytest
+import reference
+from hypothesis import given
+from hypothesis import strategies as st
+
+
+@given(
+    bits=st.sampled_from([4, 8]), rows=st.integers(1, 4), words=st.integers(1, 6), seed=st.integers(0, 2**32)
+)
+def test_pack_and_unpack_are_exact_inverses(bits: int, rows: int, words: int, seed: int) -> None:
+    cols = words * 32 // bits
+    codes = np.random.default_rng(seed).integers(0, 2**bits, size=(rows, cols), dtype=np.uint8)
+    packed = dkq.pack(codes, bits)
+    assert packed.shape == (rows, words)
+    assert packed.dtype == np.int32
+    np.testing.assert_array_equal(dkq.unpack(packed, bits), codes)
+
+
+def test_int4_layout_pairs_codes_for_the_kernels() -> None:
+    word = int(dkq.pack(np.array([[1, 2, 3, 4, 5, 6, 7, 8]], np.uint8), 4)[0, 0]) & 0xFFFFFFFF
+    # (word >> 4i) & 0x000f000f holds codes 2i and 2i + 1 in its low and high 16-bit halves.
+    for i in range(4):
+        pair = (word >> (4 * i)) & 0x000F000F
+        assert (pair & 0xF, pair >> 16) == (2 * i + 1, 2 * i + 2)
+    assert int(dkq.pack(np.array([[1, 2, 3, 4]], np.uint8), 8)[0, 0]) == 0x04030201
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("group_size", [None, 32, 128])
+def test_codes_and_error_bounds_match_the_float64_reference(
+    bits: int, symmetric: bool, group_size: int | None
+) -> None:
+    rng = np.random.default_rng(bits * 10 + symmetric)
+    weight = (rng.standard_normal((48, 256)) * rng.uniform(0.01, 2.0, size=(48, 1))).astype(np.float32)
+    weight[3, :] = 0.0  # an all-zero channel must not divide by zero
+    q = dkq.quantize(weight, bits, group_size, symmetric)
+    size = 256 if group_size is None else group_size
+    assert q.group_size == size
+    codes, scales, zeros = reference.quantize_weight(weight, bits, size, symmetric)
+    np.testing.assert_allclose(q.scales, scales, rtol=1e-6)
+    if symmetric:
+        assert q.zeros is None
+    else:
+        np.testing.assert_array_equal(q.zeros, zeros)
+    ours = dkq.unpack(q.packed, bits).astype(np.int64)
+    # float32 and float64 may round a value that sits on a .5 boundary differently: at most a few codes.
+    differ = ours != codes
+    assert differ.mean() < 1e-3
+    assert np.abs(ours - codes).max() <= 1
+    back = q.dequantize()
+    bound = np.repeat(q.scales, size, axis=1) * 0.5 + 1e-6
+    assert (np.abs(back - weight) <= bound).all()
+    np.testing.assert_array_equal(back[3], 0.0)
+
+
+def test_auto_group_size_is_finer_for_outliers() -> None:
+    rng = np.random.default_rng(0)
+    plain = rng.standard_normal((64, 1024)).astype(np.float32)
+    spiky = plain.copy()
+    spiky[np.arange(64), rng.integers(0, 1024, size=64)] = 50.0
+    for bits in (4, 8):
+        calm = dkq.quantize(plain, bits, "auto").group_size
+        chosen = dkq.quantize(spiky, bits, "auto").group_size
+        assert calm == 1024, bits
+        assert chosen in (32, 64, 128), bits
+        assert chosen < calm
+
+
+def test_quantize_checks_its_input() -> None:
+    w = np.zeros((4, 64), np.float32)
+    with pytest.raises(dk.InvalidInputError, match="bits must be 4 or 8"):
+        dkq.quantize(w, 3)
+    with pytest.raises(dk.InvalidInputError, match="must divide K"):
+        dkq.quantize(w, 4, 48)
+    with pytest.raises(dk.InvalidInputError, match="multiple of 8"):
+        dkq.quantize(np.zeros((4, 60), np.float32), 4)
+    with pytest.raises(dk.InvalidInputError, match="non-finite"):
+        dkq.quantize(np.full((4, 64), np.nan, np.float32), 4)
+    with pytest.raises(dk.InvalidInputError, match="2-D"):
+        dkq.quantize(np.zeros(64, np.float32), 4)
+    with pytest.raises(dk.InvalidInputError, match="'auto', None or an int"):
+        dkq.quantize(w, 4, "fine")
+    with pytest.raises(dk.InvalidInputError, match="does not fit in 4 bits"):
+        dkq.pack(np.full((1, 8), 16, np.uint8), 4)
+
+
+# --- torch: QuantLinear and quantize_model ----------------------------------------------------------------
+
+@pytest.fixture
+def torch_module() -> Any:
+    return pytest.importorskip("torch", reason="QuantLinear needs torch")
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_quant_linear_matches_dequantize_and_matmul(torch_module: Any, bits: int) -> None:
+    torch = torch_module
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(256, 96)
+    layer = dkq.QuantLinear.from_linear(linear, bits=bits, group_size=64)
+    x = torch.randn(5, 7, 256)
+    expected = torch.matmul(x, layer.qweight.dequantize().t()) + linear.bias
+    torch.testing.assert_close(layer(x), expected)
+    assert layer.qweight.scales.dtype == torch.float16  # float32 weights default to fp16 scales
+    error = (layer(x) - linear(x)).norm() / linear(x).norm()
+    assert error < (0.1 if bits == 4 else 0.01)
+    half = dkq.QuantLinear.from_linear(linear.to(torch.bfloat16), bits=bits, group_size=None)
+    assert half(x.to(torch.bfloat16)).dtype == torch.bfloat16
+    assert "bits=" in repr(layer)
+
+
+def test_quantize_model_replaces_linears(torch_module: Any) -> None:
+    torch = torch_module
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(
+        vocab_size=512,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(config).eval()
+    ids = torch.randint(0, 512, (2, 16))
+    with torch.no_grad():
+        before = model(ids).logits
+        dkq.quantize_model(model, bits=8)
+        after = model(ids).logits
+    quant_linear = dkq.QuantLinear
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert [type(m) for m in linears] == [torch.nn.Linear]  # only lm_head is left
+    assert sum(isinstance(m, quant_linear) for m in model.modules()) == 2 * 7
+    assert ((after - before).norm() / before.norm()).item() < 0.05
