@@ -97,6 +97,7 @@ def test_quantize_checks_its_input() -> None:
 
 # --- torch: QuantLinear and quantize_model ----------------------------------------------------------------
 
+
 @pytest.fixture
 def torch_module() -> Any:
     return pytest.importorskip("torch", reason="QuantLinear needs torch")

@@ -33,7 +33,10 @@ fn group_arg(group_size: &Bound<'_, PyAny>) -> PyResult<GroupSize> {
     Ok(GroupSize::Fixed(count(size, "group_size")?))
 }
 
-fn matrix<'py, T: numpy::Element>(py: Python<'py>, data: Vec<T>, rows: usize) -> PyResult<Bound<'py, PyAny>> {
+/// `(packed, scales, zeros, group_size)` as returned to Python.
+type QuantizedArrays<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>, usize);
+
+fn matrix<T: numpy::Element>(py: Python<'_>, data: Vec<T>, rows: usize) -> PyResult<Bound<'_, PyAny>> {
     let cols = data.len().checked_div(rows).unwrap_or(0);
     Ok(PyArray1::from_vec(py, data).reshape([rows, cols])?.into_any())
 }
@@ -49,7 +52,7 @@ pub fn _quantize<'py>(
     bits: i64,
     group_size: &Bound<'py, PyAny>,
     symmetric: bool,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>, usize)> {
+) -> PyResult<QuantizedArrays<'py>> {
     let bits = bits_arg(bits)?;
     let group = group_arg(group_size)?;
     let w = float_matrix(weight, "weight")?;
