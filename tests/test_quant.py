@@ -8,6 +8,7 @@ from typing import Any
 import decodekit as dk
 import decodekit.quant as dkq
 import numpy as np
+import nvrtc
 import pytest
 import reference
 from hypothesis import given
@@ -144,3 +145,57 @@ def test_quantize_model_replaces_linears(torch_module: Any) -> None:
     assert [type(m) for m in linears] == [torch.nn.Linear]  # only lm_head is left
     assert sum(isinstance(m, quant_linear) for m in model.modules()) == 2 * 7
     assert ((after - before).norm() / before.norm()).item() < 0.05
+
+
+# --- the CUDA kernel: compiled without a GPU, launcher checks --------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("bits", [4, 8])
+def test_quant_kernel_compiles_without_spills(arch: str, dtype: str, bits: int) -> None:
+    import decodekit.cuda as dkc
+
+    report = nvrtc.compile_report(dkc.quant_matmul_source(dtype, bits), arch)
+    nvrtc.assert_no_spills(report, ["dk_quant_matmul"], arch)
+
+
+def test_quant_matmul_checks_before_any_launch(torch_module: Any) -> None:
+    import decodekit.cuda as dkc
+
+    torch = torch_module
+    weight = torch.randn(64, 128)
+    qweight = dkq.quantize(weight, 4, 32, scale_dtype=torch.float16)
+    x = torch.randn(3, 128, dtype=torch.float16)
+    with pytest.raises(dk.InvalidInputError, match="expects K = 128"):
+        dkc.quant_matmul(x[:, :64], qweight)
+    with pytest.raises(dk.InvalidInputError, match="float16 or bfloat16"):
+        dkc.quant_matmul(x.float(), qweight)
+    with pytest.raises(dk.InvalidInputError, match="scale_dtype"):
+        dkc.quant_matmul(x.bfloat16(), qweight)
+    with pytest.raises(dk.InvalidInputError, match="numpy arrays"):
+        dkc.quant_matmul(x, dkq.quantize(weight.numpy(), 4, 32))
+    if not torch.cuda.is_available():
+        with pytest.raises(dk.KernelUnavailableError):
+            dkc.quant_matmul(x, qweight)
+    layer = dkq.QuantLinear(qweight)  # on the CPU QuantLinear takes the torch path
+    torch.testing.assert_close(layer(x.float()), x.float() @ qweight.dequantize().t())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("bits", [4, 8])
+def test_quant_matmul_on_a_gpu(torch_module: Any, bits: int) -> None:
+    torch = torch_module
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    pytest.importorskip("cupy", reason="needs CuPy (the cuda extra)")
+    import decodekit.cuda as dkc
+
+    weight = torch.randn(256, 512, device="cuda")
+    for dtype in (torch.float16, torch.bfloat16):
+        qweight = dkq.quantize(weight, bits, 64, scale_dtype=dtype)
+        for m in (1, 5, 19):
+            x = torch.randn(m, 512, device="cuda", dtype=dtype)
+            expected = x.float() @ qweight.dequantize().t()
+            got = dkc.quant_matmul(x, qweight).float()
+            assert (torch.linalg.norm(got - expected) / torch.linalg.norm(expected)).item() < 1e-2

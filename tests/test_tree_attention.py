@@ -4,11 +4,11 @@ The kernel's numbers are checked on a GPU by `bench/gpu/tree_attention.py` (and 
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import decodekit as dk
 import numpy as np
+import nvrtc
 import pytest
 import reference
 
@@ -94,25 +94,8 @@ CONFIGURATIONS = [
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 @pytest.mark.parametrize(("dtype", "head_dim", "group"), CONFIGURATIONS)
 def test_kernel_compiles_without_spills(arch: str, dtype: str, head_dim: int, group: int) -> None:
-    nvrtc = pytest.importorskip("cuda.bindings.nvrtc", reason="NVRTC comes with cuda-bindings (test extra)")
-    source = dkc.kernel_source(dtype, head_dim, group).encode()
-    options = [o.encode() for o in (*dkc.KERNEL_OPTIONS, f"-arch={arch}", "--ptxas-options=-v")]
-    error, program = nvrtc.nvrtcCreateProgram(source, b"tree_attention.cu", 0, [], [])
-    assert error == nvrtc.nvrtcResult.NVRTC_SUCCESS
-    (result,) = nvrtc.nvrtcCompileProgram(program, len(options), options)
-    _, size = nvrtc.nvrtcGetProgramLogSize(program)
-    log_buffer = b" " * size
-    nvrtc.nvrtcGetProgramLog(program, log_buffer)
-    log = log_buffer.decode(errors="replace")
-    nvrtc.nvrtcDestroyProgram(program)
-    assert result == nvrtc.nvrtcResult.NVRTC_SUCCESS, log
-    for kernel in ("dk_tree_attention_split", "dk_tree_attention_combine"):
-        assert f"Compiling entry function '{kernel}' for '{arch}'" in log
-    spills = re.findall(r"(\d+) bytes spill stores, (\d+) bytes spill loads", log)
-    assert len(spills) == 2, log
-    assert all(stores == "0" and loads == "0" for stores, loads in spills), log
-    registers = [int(r) for r in re.findall(r"Used (\d+) registers", log)]
-    assert max(registers) <= 255
+    report = nvrtc.compile_report(dkc.kernel_source(dtype, head_dim, group), arch)
+    nvrtc.assert_no_spills(report, ["dk_tree_attention_split", "dk_tree_attention_combine"], arch)
 
 
 def test_kernel_source_is_embedded() -> None:

@@ -38,9 +38,22 @@ def kernel_source(dtype: str, head_dim: int, group: int) -> str:
         raise _core.InvalidInputError(f"head_dim must be one of {HEAD_DIMS}, got {head_dim}")
     if group < 1:
         raise _core.InvalidInputError(f"group must be >= 1, got {group}")
-    bf16 = int(dtype == "bfloat16")
-    defines = f"#define DK_BF16 {bf16}\n#define DK_HEAD_DIM {head_dim}\n#define DK_GROUP {group}\n"
-    return defines + _core._kernel_source("tree_attention")
+    return _source("tree_attention", DK_BF16=int(dtype == "bfloat16"), DK_HEAD_DIM=head_dim, DK_GROUP=group)
+
+
+def quant_matmul_source(dtype: str, bits: int) -> str:
+    """The quantized-matmul source for ``dtype`` (``"float16"`` or ``"bfloat16"``) and ``bits`` (4 or 8)."""
+    if dtype not in ("float16", "bfloat16"):
+        raise _core.InvalidInputError(f"dtype must be 'float16' or 'bfloat16', got {dtype!r}")
+    if bits not in (4, 8):
+        raise _core.InvalidInputError(f"bits must be 4 or 8, got {bits}")
+    return _source("quant_matmul", DK_BF16=int(dtype == "bfloat16"), DK_BITS=bits)
+
+
+def _source(name: str, **defines: int) -> str:
+    """A kernel file with its configuration ``#define``s and the shared ``dk_common.cuh`` in front."""
+    header = "".join(f"#define {key} {value}\n" for key, value in defines.items())
+    return header + _core._kernel_source("dk_common") + "\n" + _core._kernel_source(name)
 
 
 def _cupy() -> Any:
@@ -237,3 +250,94 @@ def tree_attention(
     if q_is_cupy:
         return cupy.from_dlpack(out)
     return out
+
+
+@cache
+def _quant_kernel(dtype: str, bits: int, device: int) -> Any:
+    cupy = _cupy()
+    try:
+        with cupy.cuda.Device(device):
+            module = cupy.RawModule(code=quant_matmul_source(dtype, bits), options=KERNEL_OPTIONS)
+            return module.get_function("dk_quant_matmul")
+    except Exception as error:  # CuPy raises CompileException, CUDADriverError, ... with the log
+        raise _core.KernelUnavailableError(
+            f"the quantized-matmul kernel ({dtype}, {bits}-bit) failed to build: {error}"
+        ) from error
+
+
+#: Output features per block and activation rows per block slice of the quantized matmul.
+_QM_WARPS = 4
+_QM_M_TILE = 8
+
+
+def quant_matmul(x: Any, qweight: Any) -> Any:
+    """``x @ dequant(W).T`` for a :class:`decodekit.quant.QuantizedWeight` ``W`` ``[N, K]``: ``x`` is a
+    float16/bfloat16 CUDA tensor ``[..., K]``, the result ``[..., N]`` in ``x``'s dtype.
+
+    The weight's tensors must be on ``x``'s device with scales (and zeros) in ``x``'s dtype (quantize
+    with ``scale_dtype=x.dtype``). Every check happens before the launch:
+    :class:`~decodekit.InvalidInputError` for shapes, dtypes and devices,
+    :class:`~decodekit.KernelUnavailableError` without CuPy or a GPU.
+    """
+    torch = _torch()
+    if not isinstance(x, torch.Tensor) or x.dim() < 1:
+        raise _core.InvalidInputError(f"x must be a torch tensor [..., K], got {type(x).__name__}")
+    rows, cols = qweight.shape
+    if x.shape[-1] != cols:
+        raise _core.InvalidInputError(f"x has {x.shape[-1]} features but the weight expects K = {cols}")
+    if x.dtype not in (torch.float16, torch.bfloat16):
+        raise _core.InvalidInputError(f"x must be float16 or bfloat16, got {x.dtype}")
+    if not isinstance(qweight.packed, torch.Tensor):
+        raise _core.InvalidInputError(
+            "the quantized weight holds numpy arrays; quantize a torch tensor instead"
+        )
+    if qweight.scales.dtype != x.dtype or (qweight.zeros is not None and qweight.zeros.dtype != x.dtype):
+        raise _core.InvalidInputError(
+            f"the weight's scales are {qweight.scales.dtype} but x is {x.dtype}; "
+            f"quantize with scale_dtype={x.dtype}"
+        )
+    per_word = 32 // qweight.bits
+    if qweight.group_size % per_word != 0 or cols % qweight.group_size != 0:
+        raise _core.InvalidInputError(
+            f"group_size = {qweight.group_size} must divide K = {cols} and be a multiple of {per_word}"
+        )
+    tensors = [qweight.packed, qweight.scales] + ([] if qweight.zeros is None else [qweight.zeros])
+    if not all(t.is_contiguous() for t in tensors):
+        raise _core.InvalidInputError("the quantized weight's tensors must be contiguous")
+    _cupy()
+    if not torch.cuda.is_available():
+        raise _core.KernelUnavailableError("no CUDA GPU is available to torch")
+    devices = {t.device for t in [x, *tensors]}
+    if len(devices) != 1 or x.device.type != "cuda":
+        raise _core.InvalidInputError(
+            f"x and the quantized weight must be on one CUDA device, got {sorted(str(d) for d in devices)}"
+        )
+    flat = x.reshape(-1, cols).contiguous()
+    m_total = flat.shape[0]
+    y = torch.empty((m_total, rows), dtype=x.dtype, device=x.device)
+    if m_total == 0:
+        return y.reshape(*x.shape[:-1], rows)
+    dtype = "bfloat16" if x.dtype == torch.bfloat16 else "float16"
+    kernel = _quant_kernel(dtype, qweight.bits, x.device.index)
+    numpy = importlib.import_module("numpy")
+    pointer, i32 = numpy.uint64, numpy.int32
+    zeros = 0 if qweight.zeros is None else qweight.zeros.data_ptr()
+    cupy = _cupy()
+    stream = torch.cuda.current_stream(x.device)
+    with cupy.cuda.Device(x.device.index), cupy.cuda.ExternalStream(stream.cuda_stream):
+        kernel(
+            (-(-rows // _QM_WARPS), -(-m_total // _QM_M_TILE)),
+            (_QM_WARPS * 32,),
+            (
+                pointer(flat.data_ptr()),
+                pointer(qweight.packed.data_ptr()),
+                pointer(qweight.scales.data_ptr()),
+                pointer(zeros),
+                i32(m_total),
+                i32(rows),
+                i32(cols),
+                i32(qweight.group_size),
+                pointer(y.data_ptr()),
+            ),
+        )
+    return y.reshape(*x.shape[:-1], rows)

@@ -32,7 +32,8 @@ import numpy.typing as npt
 
 from decodekit import _core
 
-__all__ = ["QuantLinear", "QuantizedWeight", "pack", "quantize", "quantize_model", "unpack"]
+# QuantLinear is served by __getattr__ (it subclasses torch.nn.Module, and torch is optional).
+__all__ = ["QuantLinear", "QuantizedWeight", "pack", "quantize", "quantize_model", "unpack"]  # noqa: F822
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,9 @@ def _torch() -> Any:
     try:
         return importlib.import_module("torch")
     except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError("this part of decodekit.quant needs torch: pip install 'decodekit[torch]'") from error
+        raise ImportError(
+            "this part of decodekit.quant needs torch: pip install 'decodekit[torch]'"
+        ) from error
 
 
 def quantize(
@@ -139,8 +142,9 @@ def _quant_linear_class() -> Any:
     class QuantLinear(torch.nn.Module):  # type: ignore[misc, name-defined]
         """A drop-in ``nn.Linear`` with a :class:`QuantizedWeight`: ``y = x @ dequant(W).T + bias``.
 
-        On CUDA (with CuPy) it runs ``decodekit.cuda.quant_matmul`` when that kernel is available for the
-        weight's layout; elsewhere it dequantizes and calls ``torch.matmul`` in the input's dtype.
+        On CUDA, with CuPy and activations in the scales' dtype, it runs ``decodekit.cuda.quant_matmul``;
+        otherwise (on the CPU, or without CuPy) it dequantizes and calls ``torch.matmul`` in the input's
+        dtype.
         """
 
         def __init__(self, qweight: QuantizedWeight, bias: Any = None) -> None:
@@ -148,7 +152,9 @@ def _quant_linear_class() -> Any:
             self.qweight = qweight
             self.in_features = qweight.shape[1]
             self.out_features = qweight.shape[0]
-            self.bias = None if bias is None else torch.nn.Parameter(bias.detach().clone(), requires_grad=False)
+            self.bias = (
+                None if bias is None else torch.nn.Parameter(bias.detach().clone(), requires_grad=False)
+            )
 
         @classmethod
         def from_linear(
@@ -159,6 +165,15 @@ def _quant_linear_class() -> Any:
             return cls(qweight, linear.bias)
 
         def forward(self, x: Any) -> Any:
+            if x.is_cuda and x.dtype == self.qweight.scales.dtype:
+                from decodekit import cuda
+
+                try:
+                    y = cuda.quant_matmul(x, self.qweight)
+                except _core.KernelUnavailableError:
+                    y = None  # no CuPy: the torch path below is slower but the same computation
+                if y is not None:
+                    return y if self.bias is None else y + self.bias.to(x.dtype)
             weight = self.qweight.dequantize().to(x.dtype)
             y = torch.matmul(x, weight.t())
             return y if self.bias is None else y + self.bias.to(x.dtype)

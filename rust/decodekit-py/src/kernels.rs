@@ -7,9 +7,13 @@ use pyo3::prelude::*;
 use crate::errors::invalid_input;
 
 /// (name, source) of every kernel file in `cuda/`.
-const SOURCES: &[(&str, &str)] = &[("tree_attention", include_str!("../../../cuda/tree_attention.cu"))];
+const SOURCES: &[(&str, &str)] = &[
+    ("dk_common", include_str!("../../../cuda/dk_common.cuh")),
+    ("tree_attention", include_str!("../../../cuda/tree_attention.cu")),
+    ("quant_matmul", include_str!("../../../cuda/quant_matmul.cu")),
+];
 
-/// The CUDA C++ source of kernel file ``name`` (``"tree_attention"``).
+/// The CUDA C++ source of kernel file ``name`` (``"dk_common"``, ``"tree_attention"``, ``"quant_matmul"``).
 #[pyfunction]
 pub fn _kernel_source(name: &str) -> PyResult<&'static str> {
     SOURCES
