@@ -31,36 +31,12 @@ from typing import Any
 
 import decodekit.cuda as dkc
 import decodekit.quant as dkq
-import numpy as np
 import torch
+from timing import copy_bandwidth, median_ms
 
 TOLERANCE = {torch.float16: 3e-3, torch.bfloat16: 1e-2}
 SHAPES = ((4096, 4096), (4096, 14336), (14336, 4096), (4096, 28672))  # (N, K)
 LAYOUTS = ((8, None), (4, 32), (4, 64), (4, 128), (4, None))  # (bits, group_size); None = per-channel
-
-
-def median_ms(fn: Callable[[], Any], repeats: int = 50, warmup: int = 5) -> float:
-    """Median wall time of `fn` on the current stream, in milliseconds (CUDA events)."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return float(np.median(times))
-
-
-def copy_bandwidth() -> float:
-    """Device-to-device copy bandwidth in bytes/s (read + write), from a 1 GiB copy."""
-    src = torch.empty(1 << 29, dtype=torch.float16, device="cuda").normal_()
-    dst = torch.empty_like(src)
-    ms = median_ms(lambda: dst.copy_(src), repeats=20)
-    return 2 * src.numel() * src.element_size() / (ms * 1e-3)
 
 
 def torch_int8(weight: Any, dtype: Any) -> Callable[[Any], Any] | None:

@@ -35,6 +35,7 @@ import decodekit.cuda as dkc
 import decodekit.torch as dkt
 import numpy as np
 import torch
+from timing import copy_bandwidth, median_ms
 
 TOLERANCE = {torch.float16: 3e-3, torch.bfloat16: 1e-2}
 
@@ -43,30 +44,6 @@ def random_tree(rng: np.random.Generator, num_nodes: int) -> dk.DraftTree:
     """A random draft tree (every node's parent drawn among the earlier nodes)."""
     parents = [-1] + [int(rng.integers(0, i)) for i in range(1, num_nodes)]
     return dk.DraftTree(rng.integers(0, 1000, size=num_nodes).astype(np.int32), np.array(parents, np.int32))
-
-
-def median_ms(fn: Callable[[], Any], repeats: int = 30, warmup: int = 5) -> float:
-    """Median wall time of `fn` on the current stream, in milliseconds (CUDA events)."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return float(np.median(times))
-
-
-def copy_bandwidth() -> float:
-    """Device-to-device copy bandwidth in bytes/s (read + write), from a 1 GiB copy."""
-    src = torch.empty(1 << 29, dtype=torch.float16, device="cuda").normal_()
-    dst = torch.empty_like(src)
-    ms = median_ms(lambda: dst.copy_(src), repeats=20)
-    return 2 * src.numel() * src.element_size() / (ms * 1e-3)
 
 
 def dense_additive_mask(tree_mask: Any, num_tree: int, prefix_len: int, dtype: Any) -> Any:

@@ -1,0 +1,33 @@
+"""Timing helpers shared by the GPU scripts in bench/gpu (run as ``python bench/gpu/<script>.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def median_ms(fn: Callable[[], Any], repeats: int = 30, warmup: int = 5) -> float:
+    """Median wall time of `fn` on the current stream, in milliseconds (CUDA events)."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return float(np.median(times))
+
+
+def copy_bandwidth() -> float:
+    """Device-to-device copy bandwidth in bytes/s (read + write), from a 1 GiB copy."""
+    src = torch.empty(1 << 29, dtype=torch.float16, device="cuda").normal_()
+    dst = torch.empty_like(src)
+    ms = median_ms(lambda: dst.copy_(src), repeats=20)
+    return 2 * src.numel() * src.element_size() / (ms * 1e-3)
