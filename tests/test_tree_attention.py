@@ -154,6 +154,12 @@ def test_launcher_checks_arguments(change: Any, message: str) -> None:
         dkc.tree_attention(q, k, v, mask, 8)
 
 
+def test_launcher_checks_the_tree_mask_before_anything_else() -> None:
+    q, k, v, _ = half_inputs()
+    with pytest.raises(dk.InvalidInputError, match="tree_mask must be int32"):
+        dkc.tree_attention(q, k, v, np.zeros((4, 1), np.int64), 8)
+
+
 def test_launcher_without_a_gpu_raises_kernel_unavailable() -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")

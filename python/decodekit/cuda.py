@@ -174,6 +174,7 @@ def tree_attention(
         )
     if not (k_cache.is_contiguous() and v_cache.is_contiguous()):
         raise _core.InvalidInputError("k_cache and v_cache must be contiguous [L, Hkv, D] tensors")
+    mask = tree_mask_words(tree_mask, num_tree)  # checked (and converted) where it is, moved below
     _cupy()
     if not torch.cuda.is_available():
         raise _core.KernelUnavailableError("no CUDA GPU is available to torch")
@@ -184,7 +185,7 @@ def tree_attention(
             "on the CPU use decodekit.torch.tree_attention_reference"
         )
     device = q.device
-    mask = tree_mask_words(tree_mask, num_tree, device)
+    mask = mask.to(device)
     q = q.contiguous()
     group = num_q_heads // num_kv_heads
     dtype = "bfloat16" if q.dtype == torch.bfloat16 else "float16"
