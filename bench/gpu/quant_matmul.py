@@ -23,8 +23,6 @@ The script exits non-zero when any correctness check fails.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -32,7 +30,7 @@ from typing import Any
 import decodekit.cuda as dkc
 import decodekit.quant as dkq
 import torch
-from timing import copy_bandwidth, median_ms
+from timing import copy_bandwidth, main, median_ms
 
 TOLERANCE = {torch.float16: 3e-3, torch.bfloat16: 1e-2}
 SHAPES = ((4096, 4096), (4096, 14336), (14336, 4096), (4096, 28672))  # (N, K)
@@ -156,21 +154,5 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], bool]:
     return rows, ok
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="two shapes only")
-    parser.add_argument("--json", help="write the rows to this file")
-    args = parser.parse_args()
-    if not torch.cuda.is_available():
-        print("needs a CUDA GPU", file=sys.stderr)
-        return 2
-    rows, ok = run(args.quick)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"device": torch.cuda.get_device_name(0), "rows": rows}, f, indent=1)
-    print("ALL CHECKS PASSED" if ok else "SOME CHECKS FAILED")
-    return 0 if ok else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(__doc__.split("\n")[0], run, "two shapes only"))

@@ -24,8 +24,6 @@ The script exits non-zero when any correctness check fails, so it can gate a dev
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -35,7 +33,7 @@ import decodekit.cuda as dkc
 import decodekit.torch as dkt
 import numpy as np
 import torch
-from timing import copy_bandwidth, median_ms
+from timing import copy_bandwidth, main, median_ms
 
 TOLERANCE = {torch.float16: 3e-3, torch.bfloat16: 1e-2}
 
@@ -162,21 +160,5 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], bool]:
     return rows, all(row["passed"] for row in rows)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer shapes (T 1/16/64, L 1k/32k)")
-    parser.add_argument("--json", help="write the rows to this file")
-    args = parser.parse_args()
-    if not torch.cuda.is_available():
-        print("needs a CUDA GPU", file=sys.stderr)
-        return 2
-    rows, ok = run(args.quick)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"device": torch.cuda.get_device_name(0), "rows": rows}, f, indent=1)
-    print("ALL CHECKS PASSED" if ok else "SOME CHECKS FAILED")
-    return 0 if ok else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(__doc__.split("\n")[0], run, "fewer shapes (T 1/16/64, L 1k/32k)"))

@@ -70,6 +70,30 @@ pub fn _quantize<'py>(
     ))
 }
 
+/// A 2-D array argument of element type `T`: `(values, rows, cols)`, with errors naming `name`.
+fn typed_matrix<T: numpy::Element + Copy>(
+    obj: &Bound<'_, PyAny>,
+    name: &str,
+    layout: &str,
+    dtype: &str,
+) -> PyResult<(Vec<T>, usize, usize)> {
+    let array = as_ndarray(obj)?;
+    let [rows, cols] = <[usize; 2]>::try_from(array.shape()).map_err(|_| {
+        invalid_input(format!(
+            "{name} must be 2-D {layout}, got shape {:?}",
+            array.shape()
+        ))
+    })?;
+    let typed = array.cast::<PyArrayDyn<T>>().map_err(|_| {
+        invalid_input(format!(
+            "{name} must be a {dtype} array, got dtype {}",
+            dtype_name(&array)
+        ))
+    })?;
+    let values = typed.readonly().as_array().iter().copied().collect();
+    Ok((values, rows, cols))
+}
+
 /// Pack unsigned codes (uint8 ``[N, K]``, each below ``2**bits``) into int32 words ``[N, K*bits/32]`` in
 /// the kernels' order (int4: nibbles ``v0 v2 v4 v6 v1 v3 v5 v7``).
 #[pyfunction]
@@ -79,16 +103,7 @@ pub fn _pack_codes<'py>(
     bits: i64,
 ) -> PyResult<Bound<'py, PyAny>> {
     let bits = bits_arg(bits)?;
-    let array = as_ndarray(codes)?;
-    let [rows, cols] = <[usize; 2]>::try_from(array.shape())
-        .map_err(|_| invalid_input(format!("codes must be 2-D [N, K], got shape {:?}", array.shape())))?;
-    let typed = array.cast::<PyArrayDyn<u8>>().map_err(|_| {
-        invalid_input(format!(
-            "codes must be a uint8 array, got dtype {}",
-            dtype_name(&array)
-        ))
-    })?;
-    let values: Vec<u8> = typed.readonly().as_array().iter().copied().collect();
+    let (values, rows, cols) = typed_matrix::<u8>(codes, "codes", "[N, K]", "uint8")?;
     let per_word = 32 / bits as usize;
     if cols % per_word != 0 {
         return Err(invalid_input(format!(
@@ -115,20 +130,8 @@ pub fn _unpack_codes<'py>(
     bits: i64,
 ) -> PyResult<Bound<'py, PyAny>> {
     let bits = bits_arg(bits)?;
-    let array = as_ndarray(packed)?;
-    let [rows, _] = <[usize; 2]>::try_from(array.shape()).map_err(|_| {
-        invalid_input(format!(
-            "packed must be 2-D [N, W], got shape {:?}",
-            array.shape()
-        ))
-    })?;
-    let typed = array.cast::<PyArrayDyn<i32>>().map_err(|_| {
-        invalid_input(format!(
-            "packed must be an int32 array, got dtype {}",
-            dtype_name(&array)
-        ))
-    })?;
-    let words: Vec<u32> = typed.readonly().as_array().iter().map(|&w| w as u32).collect();
+    let (words, rows, _) = typed_matrix::<i32>(packed, "packed", "[N, W]", "int32")?;
+    let words: Vec<u32> = words.into_iter().map(|w| w as u32).collect();
     let mut codes = vec![0u8; words.len() * (32 / bits as usize)];
     quant::unpack(&words, bits, &mut codes);
     matrix(py, codes, rows)
