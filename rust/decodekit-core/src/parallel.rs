@@ -74,8 +74,12 @@ where
     results.into_iter().collect()
 }
 
-/// Run `f(row, chunk)` over the `rows` equal chunks of `out`, in parallel when there is more than one row.
-/// The first failing row (by index) decides the error.
+/// Below this many output elements, rows run on the calling thread: waking the pool costs tens of
+/// microseconds, more than the work (e.g. a softmax over a few short rows).
+const SEQUENTIAL_ELEMENTS: usize = 16 * 1024;
+
+/// Run `f(row, chunk)` over the `rows` equal chunks of `out`, in parallel when there is more than one row
+/// and enough work. The first failing row (by index) decides the error.
 pub fn for_each_row_mut<T, F>(out: &mut [T], rows: usize, f: F) -> Result<()>
 where
     T: Send,
@@ -86,7 +90,7 @@ where
         return Ok(());
     }
     let width = out.len() / rows;
-    if rows == 1 || width == 0 {
+    if rows == 1 || width == 0 || out.len() < SEQUENTIAL_ELEMENTS {
         for (i, chunk) in out.chunks_mut(width.max(1)).enumerate().take(rows) {
             f(i, chunk)?;
         }

@@ -1,0 +1,280 @@
+"""Drafters for :func:`decodekit.generate`: objects that propose a draft tree before each verification step.
+
+A drafter implements :class:`Drafter`. The built-in ones wrap the core tables:
+
+* :class:`PromptLookupDrafter` (``"prompt_lookup"``): n-gram matches in the sequence itself.
+* :class:`NGramStoreDrafter` (``"ngram_store"``): prompt lookup that falls back on an
+  :class:`~decodekit.NGramStore` of earlier sequences (every finished generation is added to it).
+* :class:`RecyclingDrafter` (``"recycling"``): Token Recycling's adjacency matrix of the target's own
+  top-k predictions, kept across generations.
+* :class:`AdedDrafter` (``"aded"``): ADED's adaptive tri-gram table with MCTS drafts, adapted online.
+
+A name given to :func:`decodekit.generate` builds a fresh drafter for that call. Drafters that learn across
+requests (the store, the recycling matrix, the tri-gram table) do so only when the same object is passed
+to every call. Tree sizes default to what pays off on a CPU, where scoring each extra token costs a few
+percent of a forward; on a GPU, larger trees (``max_nodes``, ``template``) accept more per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from decodekit import _core
+from decodekit.torch import recycle
+
+# Token Recycling's acceptance probability of the rank-r candidate at depth d + 1, as measured with the
+# embedded SmolLM2-135M on Spec-Bench (see docs/BENCHMARKS.md); shapes the default small template.
+_RECYCLING_ACCEPTANCE = np.array(
+    [
+        [0.42, 0.12, 0.06, 0.04, 0.03, 0.02, 0.015, 0.01],
+        [0.45, 0.12, 0.06, 0.04, 0.03, 0.02, 0.015, 0.01],
+        [0.48, 0.12, 0.06, 0.04, 0.03, 0.02, 0.015, 0.01],
+        [0.5, 0.12, 0.06, 0.04, 0.03, 0.02, 0.015, 0.01],
+        [0.5, 0.12, 0.06, 0.04, 0.03, 0.02, 0.015, 0.01],
+        [0.5, 0.12, 0.06, 0.04, 0.03, 0.02, 0.015, 0.01],
+    ],
+    dtype=np.float64,
+)
+
+
+@runtime_checkable
+class Drafter(Protocol):
+    """What :func:`decodekit.generate` asks of a drafter (one sequence at a time).
+
+    * ``begin(prompt, vocab_size)``: a new sequence starts with ``prompt`` (list of ids); ``vocab_size`` is
+      the model's logits width.
+    * ``propose(tokens)``: a :class:`~decodekit.DraftTree` rooted at ``tokens[-1]`` (the sequence so far;
+      its last token is not yet scored by the model). A root-only tree means "no draft".
+    * ``update(tree, logits, new_tokens)``: after a step scored ``tree`` (``logits``: the model's
+      ``[n, V]`` torch tensor, row ``i`` after node ``i``, grammar masks applied) and emitted
+      ``new_tokens``.
+    * ``finish(tokens)``: the sequence ended with ``tokens`` (prompt and output).
+    """
+
+    def begin(self, prompt: Sequence[int], vocab_size: int) -> None:
+        """Start a sequence."""
+        ...
+
+    def propose(self, tokens: Sequence[int]) -> _core.DraftTree:
+        """A draft tree rooted at ``tokens[-1]``."""
+        ...
+
+    def update(self, tree: _core.DraftTree, logits: Any, new_tokens: Sequence[int]) -> None:
+        """Learn from one verification step."""
+        ...
+
+    def finish(self, tokens: Sequence[int]) -> None:
+        """The sequence is complete."""
+        ...
+
+
+class PromptLookupDrafter:
+    """Prompt lookup (``decodekit.PromptLookup``): the continuation of the longest recent n-gram match.
+
+    ``max_nodes`` > ``max_depth`` merges several matches into a tree; the defaults draft one chain of up to
+    6 tokens, sized for CPU verification.
+    """
+
+    def __init__(
+        self,
+        min_n: int = 1,
+        max_n: int = 4,
+        max_depth: int = 6,
+        max_nodes: int = 6,
+        *,
+        store: _core.NGramStore | None = None,
+    ) -> None:
+        self._params = {"min_n": min_n, "max_n": max_n, "max_depth": max_depth, "max_nodes": max_nodes}
+        self.store = store
+        # Built here so that bad parameters fail before any generation starts.
+        self._lookup = _core.PromptLookup(**self._params, store=store)
+
+    def begin(self, prompt: Sequence[int], vocab_size: int) -> None:
+        """Index the prompt."""
+        self._lookup.reset()
+        self._lookup.extend(np.asarray(prompt, dtype=np.int32))
+
+    def propose(self, tokens: Sequence[int]) -> _core.DraftTree:
+        """The lookup's draft after the indexed tokens."""
+        return self._lookup.propose()
+
+    def update(self, tree: _core.DraftTree, logits: Any, new_tokens: Sequence[int]) -> None:
+        """Index the new tokens."""
+        self._lookup.extend(np.asarray(new_tokens, dtype=np.int32))
+
+    def finish(self, tokens: Sequence[int]) -> None:
+        """Nothing is kept across sequences."""
+
+
+class NGramStoreDrafter(PromptLookupDrafter):
+    """Prompt lookup with an :class:`~decodekit.NGramStore` fallback; each finished sequence is added to
+    the store, so later requests draft from earlier ones (pass the same drafter to every call)."""
+
+    def __init__(
+        self,
+        min_n: int = 1,
+        max_n: int = 4,
+        max_depth: int = 6,
+        max_nodes: int = 6,
+        *,
+        store: _core.NGramStore | None = None,
+    ) -> None:
+        super().__init__(
+            min_n, max_n, max_depth, max_nodes, store=store if store is not None else _core.NGramStore(max_n)
+        )
+
+    def finish(self, tokens: Sequence[int]) -> None:
+        """Add the sequence to the store."""
+        assert self.store is not None
+        self.store.add(np.asarray(tokens, dtype=np.int32))
+
+
+def default_recycling_template(num_nodes: int = 12, k: int = 8) -> _core.TreeTemplate:
+    """A ``num_nodes``-node Token Recycling template (root included) over candidate ranks ``< k``, chosen
+    by :meth:`TreeTemplate.from_acceptance` from acceptance rates measured with the embedded model.
+    The paper's 81-node template (``TreeTemplate.token_recycling()``) suits GPUs."""
+    return _core.TreeTemplate.from_acceptance(_RECYCLING_ACCEPTANCE[:, :k], num_nodes)
+
+
+class RecyclingDrafter:
+    """Token Recycling (Luo et al. 2024): drafts from a ``[V, k]`` matrix of the target's own recent top-k
+    predictions after each token, updated from every verification forward and kept across sequences.
+
+    ``template`` defaults to :func:`default_recycling_template`. ``warm_start=True`` fills the rows of the
+    prompt's tokens from the prompt's bigrams at the start of each sequence; a list of token arrays
+    warm-starts once from that corpus.
+    """
+
+    def __init__(
+        self,
+        k: int = 8,
+        template: _core.TreeTemplate | None = None,
+        *,
+        warm_start: bool | Sequence[Any] = False,
+    ) -> None:
+        if k < 1:
+            raise _core.InvalidInputError(f"k must be >= 1, got {k}")
+        self.k = k
+        self.template = template if template is not None else default_recycling_template(k=k)
+        if self.template.num_candidates > k:
+            raise _core.InvalidInputError(
+                f"the template uses {self.template.num_candidates} candidates per node but k = {k}"
+            )
+        self._warm_start = warm_start
+        self.recycler: _core.TokenRecycler | None = None
+
+    def begin(self, prompt: Sequence[int], vocab_size: int) -> None:
+        """Create the matrix on first use (for the model's vocabulary); warm-start if asked."""
+        if self.recycler is None or self.recycler.vocab_size != vocab_size:
+            self.recycler = _core.TokenRecycler(vocab_size, self.k, self.template)
+            if not isinstance(self._warm_start, bool):
+                self.recycler.warm_start([np.asarray(seq, dtype=np.int32) for seq in self._warm_start])
+        if self._warm_start is True:
+            self.recycler.warm_start([np.asarray(prompt, dtype=np.int32)])
+
+    def propose(self, tokens: Sequence[int]) -> _core.DraftTree:
+        """The template filled from the matrix, rooted at the last token."""
+        assert self.recycler is not None, "begin() first"
+        return self.recycler.propose(tokens[-1])
+
+    def update(self, tree: _core.DraftTree, logits: Any, new_tokens: Sequence[int]) -> None:
+        """Recycle the top-k of every scored node."""
+        assert self.recycler is not None, "begin() first"
+        recycle(self.recycler, tree.tokens, logits, self.k)
+
+    def finish(self, tokens: Sequence[int]) -> None:
+        """The matrix is kept for the next sequence."""
+
+
+class AdedDrafter:
+    """ADED (Liu et al. 2024): an adaptive tri-gram table with MCTS draft trees.
+
+    ``table`` is a prebuilt :class:`~decodekit.TrigramTable` (e.g. from a corpus); without one, the table is
+    built from the first prompt. Every prompt and every step's new tokens adapt it, so it improves across
+    sequences when the same drafter is reused. ``seed`` makes the tree search reproducible.
+    """
+
+    def __init__(
+        self,
+        table: _core.TrigramTable | None = None,
+        *,
+        top_k: int = 12,
+        max_nodes: int = 8,
+        iterations: int = 64,
+        rollout_depth: int = 4,
+        seed: int = 0,
+    ) -> None:
+        if max_nodes < 1 or iterations < 1 or rollout_depth < 1 or top_k < 1:
+            raise _core.InvalidInputError(
+                "top_k, max_nodes, iterations and rollout_depth must be >= 1, got "
+                f"{top_k}, {max_nodes}, {iterations}, {rollout_depth}"
+            )
+        self.table = table
+        self.top_k = top_k
+        self.max_nodes = max_nodes
+        self.iterations = iterations
+        self.rollout_depth = rollout_depth
+        self._rng = _core.Rng(seed)
+        self._last_two: list[int] = []
+
+    def begin(self, prompt: Sequence[int], vocab_size: int) -> None:
+        """Build the table from the prompt, or adapt the existing one to it."""
+        ids = np.asarray(prompt, dtype=np.int32)
+        if self.table is None:
+            self.table = _core.TrigramTable.from_corpus([ids], self.top_k, vocab_size=vocab_size)
+        else:
+            self.table.adapt(ids)
+
+    def propose(self, tokens: Sequence[int]) -> _core.DraftTree:
+        """An MCTS draft after the last two tokens (root-only when there is just one)."""
+        assert self.table is not None, "begin() first"
+        self._last_two = [int(token) for token in tokens[-2:]]
+        if len(tokens) < 2:
+            return _core.DraftTree.chain(int(tokens[-1]), np.empty(0, dtype=np.int32))
+        return self.table.propose(
+            np.asarray(tokens[-2:], dtype=np.int32),
+            max_nodes=self.max_nodes,
+            iterations=self.iterations,
+            rollout_depth=self.rollout_depth,
+            rng=self._rng,
+        )
+
+    def update(self, tree: _core.DraftTree, logits: Any, new_tokens: Sequence[int]) -> None:
+        """Adapt on the new tokens with the two tokens before them (the trigrams spanning the boundary)."""
+        assert self.table is not None, "begin() first"
+        self.table.adapt(np.asarray([*self._last_two, *new_tokens], dtype=np.int32))
+
+    def finish(self, tokens: Sequence[int]) -> None:
+        """The table is kept for the next sequence."""
+
+
+DRAFTERS: dict[str, type] = {
+    "prompt_lookup": PromptLookupDrafter,
+    "ngram_store": NGramStoreDrafter,
+    "recycling": RecyclingDrafter,
+    "aded": AdedDrafter,
+}
+
+
+def make_drafter(drafter: str | Drafter | None) -> Drafter | None:
+    """``None``, a drafter object (returned as is), or a fresh drafter of a registered name."""
+    if drafter is None:
+        return None
+    if isinstance(drafter, str):
+        factory = DRAFTERS.get(drafter)
+        if factory is None:
+            raise _core.InvalidInputError(
+                f"unknown drafter {drafter!r}; choose one of {', '.join(sorted(DRAFTERS))} or pass a drafter object"
+            )
+        made: Drafter = factory()
+        return made
+    missing = [name for name in ("begin", "propose", "update", "finish") if not callable(getattr(drafter, name, None))]
+    if missing:
+        raise _core.InvalidInputError(
+            f"{type(drafter).__name__} is not a decodekit drafter: it lacks {', '.join(missing)} "
+            "(see decodekit.drafters.Drafter)"
+        )
+    return drafter

