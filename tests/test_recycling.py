@@ -113,6 +113,13 @@ def test_warm_start_uses_bigram_counts() -> None:
     assert recycler.matrix[1].tolist() == [2, 3]
     assert recycler.matrix[4].tolist() == [5, -1]
     assert recycler.matrix[0].tolist() == [-1, -1]
+    # overwrite=False keeps rows already filled (e.g. learned from the model) and fills only empty ones
+    recycler.update([1], np.array([[7, 8]], dtype=np.int32))
+    recycler.warm_start([[1, 2, 6, 9]], overwrite=False)
+    assert recycler.matrix[1].tolist() == [7, 8]
+    assert recycler.matrix[6].tolist() == [9, -1]
+    recycler.warm_start([[1, 2]])
+    assert recycler.matrix[1].tolist() == [2, -1]
 
 
 def test_persistence_round_trip_and_corruption() -> None:

@@ -144,7 +144,7 @@ def sample_first_tokens(drafter_name: str | None, seeds: range) -> tuple[dict[tu
     """Counts of the first tokens of ``generate`` (temperature 1) over ``seeds``, and the total number of
     draft tokens accepted; a worker of the losslessness test (one drafter object reused across runs)."""
     from decodekit.drafters import make_drafter
-    from decodekit.generate import generate
+    from decodekit.generation import generate
 
     torch.set_num_threads(1)
     model = lossless_model()

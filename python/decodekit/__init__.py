@@ -4,8 +4,9 @@ Samplers (softmax, top-k/top-p/min-p keep-masks, sampling, Gumbel-top-k, Stochas
 counter-based reproducible randomness; draft trees with their attention buffers, and lossless verifiers
 (greedy, speculative sampling over chains and trees); n-gram, tri-gram and token-recycling drafters; and
 constrained decoding: tokenizer vocabularies, regular grammars, per-sequence matchers and token
-bitmasks. Every array argument is a numpy array (float32 logits; float16 is converted); batched calls run
-their rows in parallel with the GIL released.
+bitmasks; and ``generate``, which composes them with any torch causal LM. Every array argument is a numpy
+array (float32 logits; float16 is converted); batched calls run their rows in parallel with the GIL
+released. torch is imported only by the functions that need it.
 """
 
 from decodekit._core import (
@@ -50,6 +51,7 @@ from decodekit._core import (
     verify_tree,
     verify_typical,
 )
+from decodekit.generation import Generation, GenerationStats, generate
 from decodekit.grammar import allocate_token_bitmask, bitmask_to_ids
 from decodekit.sampling import BeamStep, stochastic_beam_search_step
 
@@ -60,6 +62,8 @@ __all__ = [
     "CorruptStateError",
     "DecodekitError",
     "DraftTree",
+    "Generation",
+    "GenerationStats",
     "Grammar",
     "GrammarError",
     "InvalidInputError",
@@ -83,6 +87,7 @@ __all__ = [
     "bitmask_to_ids",
     "fill_next_token_bitmask_batch",
     "get_num_threads",
+    "generate",
     "gumbel_top_k",
     "log_softmax",
     "min_p_mask",

@@ -8,6 +8,8 @@ A drafter implements :class:`Drafter`. The built-in ones wrap the core tables:
 * :class:`RecyclingDrafter` (``"recycling"``): Token Recycling's adjacency matrix of the target's own
   top-k predictions, kept across generations.
 * :class:`AdedDrafter` (``"aded"``): ADED's adaptive tri-gram table with MCTS drafts, adapted online.
+* :class:`MergedDrafter` (``"merged"``): several drafters' trees merged into one; by default Token
+  Recycling plus prompt lookup.
 
 A name given to :func:`decodekit.generate` builds a fresh drafter for that call. Drafters that learn across
 requests (the store, the recycling matrix, the tri-gram table) do so only when the same object is passed
@@ -25,17 +27,13 @@ import numpy as np
 from decodekit import _core
 from decodekit.torch import recycle
 
-# Token Recycling's acceptance probability of the rank-r candidate at depth d + 1, as measured with the
-# embedded SmolLM2-135M on Spec-Bench (see docs/BENCHMARKS.md); shapes the default small template.
+# Token Recycling's acceptance probability of the rank-r candidate at depth d + 1 (rows: depths 1-6), as
+# measured with the embedded SmolLM2-135M-Instruct greedy on the 26 mini-benchmark prompts (a 60-node
+# breadth-first template, the matrix kept across prompts: 1,006 depth-1 and 609 depth-2 trials); depths 3-6
+# reuse the depth-2 rates. Shapes the default template through TreeTemplate.from_acceptance.
 _RECYCLING_ACCEPTANCE = np.array(
-    [
-        [0.42, 0.12, 0.06, 0.04, 0.03, 0.02, 0.015, 0.01],
-        [0.45, 0.12, 0.06, 0.04, 0.03, 0.02, 0.015, 0.01],
-        [0.48, 0.12, 0.06, 0.04, 0.03, 0.02, 0.015, 0.01],
-        [0.5, 0.12, 0.06, 0.04, 0.03, 0.02, 0.015, 0.01],
-        [0.5, 0.12, 0.06, 0.04, 0.03, 0.02, 0.015, 0.01],
-        [0.5, 0.12, 0.06, 0.04, 0.03, 0.02, 0.015, 0.01],
-    ],
+    [[0.398, 0.095, 0.044, 0.026, 0.026, 0.030, 0.016, 0.016]]
+    + [[0.361, 0.095, 0.074, 0.040, 0.022, 0.029, 0.013, 0.012]] * 5,
     dtype=np.float64,
 )
 
@@ -49,9 +47,14 @@ class Drafter(Protocol):
     * ``propose(tokens)``: a :class:`~decodekit.DraftTree` rooted at ``tokens[-1]`` (the sequence so far;
       its last token is not yet scored by the model). A root-only tree means "no draft".
     * ``update(tree, logits, new_tokens)``: after a step scored ``tree`` (``logits``: the model's
-      ``[n, V]`` torch tensor, row ``i`` after node ``i``, grammar masks applied) and emitted
-      ``new_tokens``.
+      ``[n, V]`` torch tensor, row ``i`` after node ``i``, grammar masks applied; ``None`` when no scores
+      are available) and emitted ``new_tokens``.
     * ``finish(tokens)``: the sequence ended with ``tokens`` (prompt and output).
+
+    Optional: a true ``wants_prompt_logits`` attribute makes the prefill compute the logits after every
+    prompt token and hand them to ``update`` with the prompt as a chain (``tree.tokens`` is the prompt),
+    before the first new token; otherwise ``update`` first sees the root-only tree of the prompt's last
+    token with its logits.
     """
 
     def begin(self, prompt: Sequence[int], vocab_size: int) -> None:
@@ -75,15 +78,15 @@ class PromptLookupDrafter:
     """Prompt lookup (``decodekit.PromptLookup``): the continuation of the longest recent n-gram match.
 
     ``max_nodes`` > ``max_depth`` merges several matches into a tree; the defaults draft one chain of up to
-    6 tokens, sized for CPU verification.
+    8 tokens (vLLM's n-gram proposer), and nothing when no n-gram matches, so such steps cost a plain one.
     """
 
     def __init__(
         self,
         min_n: int = 1,
         max_n: int = 4,
-        max_depth: int = 6,
-        max_nodes: int = 6,
+        max_depth: int = 8,
+        max_nodes: int = 8,
         *,
         store: _core.NGramStore | None = None,
     ) -> None:
@@ -117,8 +120,8 @@ class NGramStoreDrafter(PromptLookupDrafter):
         self,
         min_n: int = 1,
         max_n: int = 4,
-        max_depth: int = 6,
-        max_nodes: int = 6,
+        max_depth: int = 8,
+        max_nodes: int = 8,
         *,
         store: _core.NGramStore | None = None,
     ) -> None:
@@ -132,10 +135,15 @@ class NGramStoreDrafter(PromptLookupDrafter):
         self.store.add(np.asarray(tokens, dtype=np.int32))
 
 
-def default_recycling_template(num_nodes: int = 12, k: int = 8) -> _core.TreeTemplate:
+def default_recycling_template(num_nodes: int = 6, k: int = 8) -> _core.TreeTemplate:
     """A ``num_nodes``-node Token Recycling template (root included) over candidate ranks ``< k``, chosen
     by :meth:`TreeTemplate.from_acceptance` from acceptance rates measured with the embedded model.
-    The paper's 81-node template (``TreeTemplate.token_recycling()``) suits GPUs."""
+
+    The default size suits CPUs, where each drafted token adds about 4% to a forward of the embedded model
+    (``docs/BENCHMARKS.md``): 6 nodes expect about 1.73 tokens per step at about 1.2x the cost of a plain
+    step. The paper's 81-node template (``TreeTemplate.token_recycling()``) suits GPUs, where a forward's
+    cost barely depends on the tree size.
+    """
     return _core.TreeTemplate.from_acceptance(_RECYCLING_ACCEPTANCE[:, :k], num_nodes)
 
 
@@ -143,9 +151,9 @@ class RecyclingDrafter:
     """Token Recycling (Luo et al. 2024): drafts from a ``[V, k]`` matrix of the target's own recent top-k
     predictions after each token, updated from every verification forward and kept across sequences.
 
-    ``template`` defaults to :func:`default_recycling_template`. ``warm_start=True`` fills the rows of the
-    prompt's tokens from the prompt's bigrams at the start of each sequence; a list of token arrays
-    warm-starts once from that corpus.
+    ``template`` defaults to :func:`default_recycling_template`. ``warm_start=True`` fills the still-empty
+    rows of the prompt's tokens from the prompt's bigrams at the start of each sequence (rows learned from
+    the model are kept); a list of token arrays warm-starts once from that corpus.
     """
 
     def __init__(
@@ -165,6 +173,8 @@ class RecyclingDrafter:
             )
         self._warm_start = warm_start
         self.recycler: _core.TokenRecycler | None = None
+        # the prefill's logits after every prompt token fill the prompt tokens' rows before decoding starts
+        self.wants_prompt_logits = True
 
     def begin(self, prompt: Sequence[int], vocab_size: int) -> None:
         """Create the matrix on first use (for the model's vocabulary); warm-start if asked."""
@@ -173,7 +183,7 @@ class RecyclingDrafter:
             if not isinstance(self._warm_start, bool):
                 self.recycler.warm_start([np.asarray(seq, dtype=np.int32) for seq in self._warm_start])
         if self._warm_start is True:
-            self.recycler.warm_start([np.asarray(prompt, dtype=np.int32)])
+            self.recycler.warm_start([np.asarray(prompt, dtype=np.int32)], overwrite=False)
 
     def propose(self, tokens: Sequence[int]) -> _core.DraftTree:
         """The template filled from the matrix, rooted at the last token."""
@@ -181,9 +191,10 @@ class RecyclingDrafter:
         return self.recycler.propose(tokens[-1])
 
     def update(self, tree: _core.DraftTree, logits: Any, new_tokens: Sequence[int]) -> None:
-        """Recycle the top-k of every scored node."""
+        """Recycle the top-k of every scored node (nothing when ``logits`` is ``None``)."""
         assert self.recycler is not None, "begin() first"
-        recycle(self.recycler, tree.tokens, logits, self.k)
+        if logits is not None:
+            recycle(self.recycler, tree.tokens, logits, self.k)
 
     def finish(self, tokens: Sequence[int]) -> None:
         """The matrix is kept for the next sequence."""
@@ -251,11 +262,62 @@ class AdedDrafter:
         """The table is kept for the next sequence."""
 
 
+class MergedDrafter:
+    """Several drafters at once: their trees are merged into one (the union of their root paths, shared
+    prefixes stored once), so one verification forward tries every proposal. Each drafter sees every
+    update. The default, ``MergedDrafter()``, is Token Recycling plus prompt lookup: recycling drafts
+    everywhere, prompt lookup adds long runs where the text repeats the prompt or itself."""
+
+    def __init__(self, *drafters: Drafter) -> None:
+        self.drafters: tuple[Drafter, ...] = drafters or (RecyclingDrafter(), PromptLookupDrafter())
+        self.wants_prompt_logits = any(getattr(d, "wants_prompt_logits", False) for d in self.drafters)
+
+    def begin(self, prompt: Sequence[int], vocab_size: int) -> None:
+        """Start every drafter."""
+        for drafter in self.drafters:
+            drafter.begin(prompt, vocab_size)
+
+    def propose(self, tokens: Sequence[int]) -> _core.DraftTree:
+        """The union of the drafters' trees."""
+        trees = [drafter.propose(tokens) for drafter in self.drafters]
+        grown = [tree for tree in trees if tree.num_nodes > 1]
+        if len(grown) <= 1:
+            return grown[0] if grown else trees[0]
+        paths = [path for tree in grown for path in _root_paths(tree)]
+        return _core.DraftTree.from_paths(int(tokens[-1]), paths)
+
+    def update(self, tree: _core.DraftTree, logits: Any, new_tokens: Sequence[int]) -> None:
+        """Every drafter learns from the merged step."""
+        for drafter in self.drafters:
+            drafter.update(tree, logits, new_tokens)
+
+    def finish(self, tokens: Sequence[int]) -> None:
+        """Every drafter finishes."""
+        for drafter in self.drafters:
+            drafter.finish(tokens)
+
+
+def _root_paths(tree: _core.DraftTree) -> list[list[int]]:
+    """The token paths from the root (excluded) to every leaf."""
+    parents = tree.parents.tolist()
+    tokens = tree.tokens.tolist()
+    paths = []
+    for leaf in tree.leaves.tolist():
+        path = []
+        node = leaf
+        while node > 0:
+            path.append(tokens[node])
+            node = parents[node]
+        paths.append(path[::-1])
+    return paths
+
+
 DRAFTERS: dict[str, type] = {
     "prompt_lookup": PromptLookupDrafter,
     "ngram_store": NGramStoreDrafter,
     "recycling": RecyclingDrafter,
     "aded": AdedDrafter,
+    "merged": MergedDrafter,
 }
 
 

@@ -88,3 +88,111 @@ class GrammarLogitsProcessor:
             scores = scores.contiguous()
         apply_token_bitmask_(scores, torch.from_numpy(bitmask))
         return scores
+
+
+def _candidate_generator_base() -> type:
+    from transformers.generation.candidate_generator import CandidateGenerator as Base
+
+    return Base  # type: ignore[no-any-return]
+
+
+def drafter_candidate_generator(drafter: Any, vocab_size: int, max_candidates: int = 10) -> Any:
+    """A transformers ``CandidateGenerator`` that drafts with a :class:`decodekit.drafters.Drafter`.
+
+    transformers' assisted generation verifies one chain per step, so a drafted tree is reduced to its
+    first root-to-leaf path in node order (the drafters put their most likely candidate first), cut at
+    ``max_candidates`` tokens. Batch size 1. The drafter sees the accepted tokens and, after each step, the
+    chain with the model's scores for it (Token Recycling learns from those).
+    """
+    base = _candidate_generator_base()
+
+    class DrafterCandidateGenerator(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            self.drafter = drafter
+            self.seen: list[int] | None = None
+            self.chain: _core.DraftTree | None = None
+            self.scores: Any = None
+
+        def _sync(self, tokens: list[int]) -> None:
+            if self.seen is None:
+                self.drafter.begin(tokens, vocab_size)
+                self.seen = list(tokens)
+            elif tokens[: len(self.seen)] != self.seen:
+                raise _core.InvalidInputError("the sequence was rewritten between steps (batch size must be 1)")
+
+        def get_candidates(self, input_ids: Any, **kwargs: Any) -> tuple[Any, None]:
+            torch = _torch()
+            if input_ids.shape[0] != 1:
+                raise _core.InvalidInputError(f"drafting needs batch size 1, got {input_ids.shape[0]}")
+            tokens = input_ids[0].tolist()
+            self._sync(tokens)
+            assert self.seen is not None
+            if len(tokens) > len(self.seen):
+                if self.chain is not None and self.scores is not None:
+                    self.drafter.update(self.chain, self.scores, tokens[len(self.seen) :])
+                else:  # the prompt's first token came from the prefill, which has no chain
+                    root = _chain_of(self.seen[-1], [])
+                    self.drafter.update(root, None, tokens[len(self.seen) :])
+                self.seen = tokens
+            tree = self.drafter.propose(tokens)
+            chain = _first_path(tree)[:max_candidates]
+            self.chain = _chain_of(tokens[-1], chain)
+            if not chain:
+                return input_ids, None
+            extra = torch.tensor([chain], dtype=input_ids.dtype, device=input_ids.device)
+            return torch.cat([input_ids, extra], dim=1), None
+
+        def update_candidate_strategy(self, input_ids: Any, scores: Any, num_matches: int) -> None:
+            # scores [1, candidates + 1, V]: the model after the root and each candidate; handed to the
+            # drafter with the accepted tokens at the next get_candidates call.
+            if self.chain is not None and scores is not None:
+                self.scores = scores[0, : self.chain.num_nodes].float()
+
+    return DrafterCandidateGenerator()
+
+
+def _first_path(tree: _core.DraftTree) -> list[int]:
+    """The tokens of the tree's first root-to-leaf path in node order (root excluded)."""
+    parents = tree.parents.tolist()
+    tokens = tree.tokens.tolist()
+    path: list[int] = []
+    node = 0
+    for child in range(1, len(parents)):
+        if parents[child] == node:
+            path.append(tokens[child])
+            node = child
+    return path
+
+
+def _chain_of(root: int, tokens: list[int]) -> _core.DraftTree:
+    return _core.DraftTree.chain(int(root), np.asarray(tokens, dtype=np.int32))
+
+
+def generate_with_drafter(model: Any, input_ids: Any, drafter: Any, *, max_candidates: int = 10, **kwargs: Any) -> Any:
+    """``model.generate(input_ids, **kwargs)`` with candidates from a decodekit drafter (batch size 1).
+
+    transformers has no public argument for a custom candidate generator, so this switches on assisted
+    generation (``prompt_lookup_num_tokens``) and, for this one call, overrides the model's private
+    ``_get_candidate_generator`` to return :func:`drafter_candidate_generator`. Greedy output is unchanged
+    by the drafts; with ``do_sample=True`` transformers' own verification of deterministic candidates
+    applies. ``drafter`` is a drafter object or a name as in :func:`decodekit.generate`. Prefer
+    :func:`decodekit.generate`, which verifies whole draft trees.
+    """
+    from decodekit.drafters import make_drafter
+
+    made = make_drafter(drafter)
+    if made is None:
+        raise _core.InvalidInputError("generate_with_drafter needs a drafter")
+    if "assistant_model" in kwargs or "prompt_lookup_num_tokens" in kwargs:
+        raise _core.InvalidInputError("generate_with_drafter supplies the candidates: drop assistant_model/prompt_lookup_num_tokens")
+    width = int(model.get_output_embeddings().weight.shape[0])
+    generator = drafter_candidate_generator(made, width, max_candidates)
+    original = model.__dict__.get("_get_candidate_generator")
+    model._get_candidate_generator = lambda *args, **kw: generator
+    try:
+        return model.generate(input_ids, prompt_lookup_num_tokens=max_candidates, **kwargs)
+    finally:
+        if original is None:
+            del model._get_candidate_generator
+        else:
+            model._get_candidate_generator = original

@@ -409,10 +409,12 @@ impl PyTokenRecycler {
             .collect())
     }
 
-    /// Fill rows from the bigram successor counts of ``token_arrays`` (a sequence of int arrays).
-    fn warm_start(&mut self, token_arrays: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// Fill rows from the bigram successor counts of ``token_arrays`` (a sequence of int arrays);
+    /// ``overwrite=False`` fills only rows that are still empty, keeping what updates have learned.
+    #[pyo3(signature = (token_arrays, *, overwrite = true))]
+    fn warm_start(&mut self, token_arrays: &Bound<'_, PyAny>, overwrite: bool) -> PyResult<()> {
         let corpus = int_vectors(token_arrays, "token_arrays")?;
-        core(self.inner.warm_start(&corpus))
+        core(self.inner.warm_start(&corpus, overwrite))
     }
 
     /// A read-only ``int32[vocab_size, k]`` view of the matrix.

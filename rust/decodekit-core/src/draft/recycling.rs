@@ -191,7 +191,10 @@ impl TokenRecycler {
     /// Fill rows from the bigram successor counts of a corpus (most frequent first, ties to the smaller
     /// id), so the first drafts are useful before any update. Rows of tokens never followed by anything
     /// are left as they are.
-    pub fn warm_start(&mut self, corpus: &[Vec<i32>]) -> Result<()> {
+    ///
+    /// With `overwrite == false` only rows that are still empty are filled, so rows learned from the
+    /// model are kept (warm-starting from each new prompt).
+    pub fn warm_start(&mut self, corpus: &[Vec<i32>], overwrite: bool) -> Result<()> {
         for (i, seq) in corpus.iter().enumerate() {
             self.check_ids(seq, &format!("token_arrays[{i}]"), false)?;
         }
@@ -206,6 +209,9 @@ impl TokenRecycler {
             let mut ranked: Vec<(i32, u32)> = next.into_iter().collect();
             ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
             let start = t as usize * self.k;
+            if !overwrite && self.matrix[start] >= 0 {
+                continue;
+            }
             for slot in 0..self.k {
                 self.matrix[start + slot] = ranked.get(slot).map_or(-1, |&(tok, _)| tok);
             }

@@ -179,17 +179,22 @@ class _Run:
         positions = torch.arange(len(prompt), dtype=torch.long, device=device)[None]
         began = time.perf_counter()
         prefill = getattr(self.lm, "prefill", None)
-        if callable(prefill):
-            logits = prefill(ids, positions, cache)[-1:]
+        every_row = self.drafter is not None and getattr(self.drafter, "wants_prompt_logits", False)
+        if callable(prefill) and not every_row:
+            all_logits = prefill(ids, positions, cache)
         else:
-            logits = self.lm.forward(ids, positions, None, cache)[-1:]
+            all_logits = self.lm.forward(ids, positions, None, cache)
         self.stats.model_seconds += time.perf_counter() - began
-        root = _core.DraftTree.chain(prompt[-1], np.empty(0, dtype=np.int32))
+        root = _root_only(prompt[-1])
         masks = self._grammar_masks(root) if self.matcher is not None else None
-        verification = self._verify(root, logits, masks)
+        verification = self._verify(root, all_logits[-1:], masks)
         first = int(verification.tokens[0])
         if self.drafter is not None:
-            self.drafter.update(root, logits, [first])
+            if every_row:
+                chain = _core.DraftTree.chain(prompt[0], np.asarray(prompt[1:], dtype=np.int32))
+                self.drafter.update(chain, all_logits, [first])
+            else:
+                self.drafter.update(root, all_logits[-1:], [first])
         return first
 
     def _step(self, tokens: list[int], cache: Any) -> list[int]:
