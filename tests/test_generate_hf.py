@@ -39,7 +39,11 @@ def hf_greedy(model: object, prompt: list[int], count: int) -> list[int]:
     ids = torch.tensor([prompt])
     with torch.inference_mode():
         out = model.generate(  # type: ignore[attr-defined]
-            ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=count, min_new_tokens=count
+            ids,
+            attention_mask=torch.ones_like(ids),
+            do_sample=False,
+            max_new_tokens=count,
+            min_new_tokens=count,
         )
     return list(out[0, len(prompt) :].tolist())
 
@@ -74,7 +78,7 @@ def test_keep_moves_accepted_slots(llama: object) -> None:
     before = [layer.keys.clone() for layer in cache.layers]
     slots = np.array([0, 1, 2, 3, 5, 8], dtype=np.int64)
     lm.keep(cache, slots)
-    for layer, keys in zip(cache.layers, before):
+    for layer, keys in zip(cache.layers, before, strict=True):
         assert layer.keys.shape[2] == 6
         torch.testing.assert_close(layer.keys, keys[:, :, slots])
     assert as_causal_lm(llama).vocab_size == 64
@@ -95,7 +99,13 @@ def test_transformers_generate_with_a_decodekit_drafter(llama: object, drafter: 
     ids = torch.tensor([PROMPT])
     with torch.inference_mode():
         out = generate_with_drafter(
-            llama, ids, made, do_sample=False, max_new_tokens=48, min_new_tokens=48, attention_mask=torch.ones_like(ids)
+            llama,
+            ids,
+            made,
+            do_sample=False,
+            max_new_tokens=48,
+            min_new_tokens=48,
+            attention_mask=torch.ones_like(ids),
         )
     assert out[0, len(PROMPT) :].tolist() == hf_greedy(llama, PROMPT, 48)
     # transformers asked the drafter each step, and fewer steps than tokens were needed
@@ -108,3 +118,32 @@ def test_sampling_through_the_adapter_is_reproducible(llama: object) -> None:
     b = generate(llama, PROMPT, max_new_tokens=24, temperature=0.9, top_p=0.9, seed=3, drafter="recycling")
     assert a.tokens == b.tokens
     assert len(a.tokens) == 24 or a.finish_reason == "eos"
+
+
+def test_prepack_linears_keeps_outputs() -> None:
+    from decodekit.models import prepack_linears
+
+    torch.manual_seed(1)
+    config = transformers.LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+    )
+    model = transformers.LlamaForCausalLM(config).eval()
+    ids = torch.tensor([PROMPT])
+    with torch.inference_mode():
+        before = model(ids).logits
+    assert prepack_linears(model) == 2 * 7 + 1  # q, k, v, o, gate, up, down per layer + the LM head
+    with torch.inference_mode():
+        after = model(ids).logits
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+    assert generate(model, PROMPT, max_new_tokens=24, eos_token_id=[], drafter="merged").tokens == hf_greedy(
+        model, PROMPT, 24
+    )
+    half = transformers.LlamaForCausalLM(config).eval().to(torch.bfloat16)
+    with pytest.raises(dk.InvalidInputError, match="float32 CPU weights"):
+        prepack_linears(half)

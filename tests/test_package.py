@@ -34,7 +34,10 @@ def test_importing_decodekit_does_not_import_torch() -> None:
     import subprocess
     import sys
 
-    code = "import sys, decodekit, decodekit.drafters, decodekit.models, decodekit.demo; print('torch' in sys.modules)"
+    code = (
+        "import sys, decodekit, decodekit.drafters, decodekit.models, decodekit.demo; "
+        "print('torch' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 

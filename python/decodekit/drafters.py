@@ -51,10 +51,9 @@ class Drafter(Protocol):
       are available) and emitted ``new_tokens``.
     * ``finish(tokens)``: the sequence ended with ``tokens`` (prompt and output).
 
-    Optional: a true ``wants_prompt_logits`` attribute makes the prefill compute the logits after every
-    prompt token and hand them to ``update`` with the prompt as a chain (``tree.tokens`` is the prompt),
-    before the first new token; otherwise ``update`` first sees the root-only tree of the prompt's last
-    token with its logits.
+    The first ``update`` comes from the prefill: ``tree`` is a chain of prompt tokens (just the last one,
+    unless the drafter has a true ``wants_prompt_logits`` attribute: then the last 1,024 at most) with the
+    logits after each, and ``new_tokens`` is the first generated token.
     """
 
     def begin(self, prompt: Sequence[int], vocab_size: int) -> None:
@@ -329,11 +328,16 @@ def make_drafter(drafter: str | Drafter | None) -> Drafter | None:
         factory = DRAFTERS.get(drafter)
         if factory is None:
             raise _core.InvalidInputError(
-                f"unknown drafter {drafter!r}; choose one of {', '.join(sorted(DRAFTERS))} or pass a drafter object"
+                f"unknown drafter {drafter!r}; choose one of {', '.join(sorted(DRAFTERS))} "
+                "or pass a drafter object"
             )
         made: Drafter = factory()
         return made
-    missing = [name for name in ("begin", "propose", "update", "finish") if not callable(getattr(drafter, name, None))]
+    missing = [
+        name
+        for name in ("begin", "propose", "update", "finish")
+        if not callable(getattr(drafter, name, None))
+    ]
     if missing:
         raise _core.InvalidInputError(
             f"{type(drafter).__name__} is not a decodekit drafter: it lacks {', '.join(missing)} "

@@ -27,19 +27,23 @@ from decodekit.grammar import allocate_token_bitmask
 from decodekit.models import CausalLM, as_causal_lm
 from decodekit.torch import _torch, apply_token_bitmask_
 
+_PROMPT_LOGITS_ROWS = 1024
+
 
 @dataclass
 class GenerationStats:
     """Where a generation's time went and how much each step accepted.
 
-    ``accepted`` holds the draft tokens accepted at each verification step (the step emitted one more);
-    the prefill is not a step. ``model_seconds`` is time inside the model (forwards, cache compaction,
-    copying logits to the host); ``decodekit_seconds`` is everything else in the loop (drafting, masks,
-    verification, Python glue).
+    ``accepted`` holds the draft tokens accepted at each verification step (the step emitted one more)
+    and ``drafted`` the draft tokens scored at each step (tree nodes besides the root, after grammar
+    pruning); the prefill is not a step. ``model_seconds`` is time inside the model (forwards, cache
+    compaction, copying logits to the host); ``decodekit_seconds`` is everything else in the loop
+    (drafting, masks, verification, Python glue).
     """
 
     steps: int = 0
     accepted: list[int] = field(default_factory=list)
+    drafted: list[int] = field(default_factory=list)
     new_tokens: int = 0
     prefill_seconds: float = 0.0
     model_seconds: float = 0.0
@@ -179,22 +183,23 @@ class _Run:
         positions = torch.arange(len(prompt), dtype=torch.long, device=device)[None]
         began = time.perf_counter()
         prefill = getattr(self.lm, "prefill", None)
-        every_row = self.drafter is not None and getattr(self.drafter, "wants_prompt_logits", False)
-        if callable(prefill) and not every_row:
-            all_logits = prefill(ids, positions, cache)
+        # a drafter that learns from the prompt gets the logits after its last (at most) 1024 tokens
+        rows = 1
+        if self.drafter is not None and getattr(self.drafter, "wants_prompt_logits", False):
+            rows = min(len(prompt), _PROMPT_LOGITS_ROWS)
+        if callable(prefill):
+            logits = prefill(ids, positions, cache, rows)[-rows:]
         else:
-            all_logits = self.lm.forward(ids, positions, None, cache)
+            logits = self.lm.forward(ids, positions, None, cache)[-rows:]
         self.stats.model_seconds += time.perf_counter() - began
         root = _root_only(prompt[-1])
         masks = self._grammar_masks(root) if self.matcher is not None else None
-        verification = self._verify(root, all_logits[-1:], masks)
+        verification = self._verify(root, logits[-1:], masks)
         first = int(verification.tokens[0])
         if self.drafter is not None:
-            if every_row:
-                chain = _core.DraftTree.chain(prompt[0], np.asarray(prompt[1:], dtype=np.int32))
-                self.drafter.update(chain, all_logits, [first])
-            else:
-                self.drafter.update(root, all_logits[-1:], [first])
+            scored = prompt[-rows:]
+            chain = _core.DraftTree.chain(scored[0], np.asarray(scored[1:], dtype=np.int32))
+            self.drafter.update(chain, logits, [first])
         return first
 
     def _step(self, tokens: list[int], cache: Any) -> list[int]:
@@ -226,11 +231,12 @@ class _Run:
         began = time.perf_counter()
         self.lm.keep(cache, keep)
         self.stats.model_seconds += time.perf_counter() - began
-        emitted = verification.tokens.tolist()
+        emitted: list[int] = verification.tokens.tolist()
         if self.drafter is not None:
             self.drafter.update(tree, logits, emitted)
         self.stats.steps += 1
         self.stats.accepted.append(verification.num_accepted)
+        self.stats.drafted.append(tree.num_nodes - 1)
         return emitted
 
     def _verify(self, tree: _core.DraftTree, logits: Any, masks: npt.NDArray[np.int32] | None) -> Any:
@@ -383,7 +389,8 @@ def _prompt_ids(input_ids: Any, tokenizer: Any, vocab_size: int) -> list[int]:
         array = array[0]
     if array.ndim != 1 or array.size == 0:
         raise _core.InvalidInputError(
-            f"input_ids must be a non-empty sequence of ids ([n] or [1, n]; batch size 1), got shape {array.shape}"
+            "input_ids must be a non-empty sequence of ids ([n] or [1, n]; batch size 1), "
+            f"got shape {array.shape}"
         )
     if not np.issubdtype(array.dtype, np.integer):
         raise _core.InvalidInputError(f"input_ids must hold integers, got dtype {array.dtype}")
@@ -431,5 +438,7 @@ def _eos_ids(eos_token_id: int | Sequence[int] | None, model: Any, tokenizer: An
         return set()
     ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
     if any(isinstance(token, bool) or not isinstance(token, (int, np.integer)) or token < 0 for token in ids):
-        raise _core.InvalidInputError(f"eos_token_id must be an id >= 0 or a list of them, got {eos_token_id!r}")
+        raise _core.InvalidInputError(
+            f"eos_token_id must be an id >= 0 or a list of them, got {eos_token_id!r}"
+        )
     return {int(token) for token in ids}

@@ -93,7 +93,7 @@ class GrammarLogitsProcessor:
 def _candidate_generator_base() -> type:
     from transformers.generation.candidate_generator import CandidateGenerator as Base
 
-    return Base  # type: ignore[no-any-return]
+    return Base
 
 
 def drafter_candidate_generator(drafter: Any, vocab_size: int, max_candidates: int = 10) -> Any:
@@ -118,7 +118,9 @@ def drafter_candidate_generator(drafter: Any, vocab_size: int, max_candidates: i
                 self.drafter.begin(tokens, vocab_size)
                 self.seen = list(tokens)
             elif tokens[: len(self.seen)] != self.seen:
-                raise _core.InvalidInputError("the sequence was rewritten between steps (batch size must be 1)")
+                raise _core.InvalidInputError(
+                    "the sequence was rewritten between steps (batch size must be 1)"
+                )
 
         def get_candidates(self, input_ids: Any, **kwargs: Any) -> tuple[Any, None]:
             torch = _torch()
@@ -168,7 +170,9 @@ def _chain_of(root: int, tokens: list[int]) -> _core.DraftTree:
     return _core.DraftTree.chain(int(root), np.asarray(tokens, dtype=np.int32))
 
 
-def generate_with_drafter(model: Any, input_ids: Any, drafter: Any, *, max_candidates: int = 10, **kwargs: Any) -> Any:
+def generate_with_drafter(
+    model: Any, input_ids: Any, drafter: Any, *, max_candidates: int = 10, **kwargs: Any
+) -> Any:
     """``model.generate(input_ids, **kwargs)`` with candidates from a decodekit drafter (batch size 1).
 
     transformers has no public argument for a custom candidate generator, so this switches on assisted
@@ -184,7 +188,9 @@ def generate_with_drafter(model: Any, input_ids: Any, drafter: Any, *, max_candi
     if made is None:
         raise _core.InvalidInputError("generate_with_drafter needs a drafter")
     if "assistant_model" in kwargs or "prompt_lookup_num_tokens" in kwargs:
-        raise _core.InvalidInputError("generate_with_drafter supplies the candidates: drop assistant_model/prompt_lookup_num_tokens")
+        raise _core.InvalidInputError(
+            "generate_with_drafter supplies the candidates: drop assistant_model/prompt_lookup_num_tokens"
+        )
     width = int(model.get_output_embeddings().weight.shape[0])
     generator = drafter_candidate_generator(made, width, max_candidates)
     original = model.__dict__.get("_get_candidate_generator")

