@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from decodekit import __version__
+from decodekit.demo import DRAFTER_CONFIGS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--max-new-tokens", type=int, default=128, help="new tokens per prompt (default 128)")
     demo.add_argument(
         "--drafters",
-        default="prompt_lookup,ngram_store,recycling,recycling_warm,aded",
+        default=",".join(DRAFTER_CONFIGS),
         help="comma-separated drafters to compare with plain greedy (default: all)",
     )
     demo.add_argument("--prompts", type=int, default=26, help="how many of the 26 prompts to run")
