@@ -20,9 +20,9 @@ DRAFTERS = ["prompt_lookup", "ngram_store", "recycling", "aded", "merged"]
 PROMPT = [1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1, 2, 3]
 
 
-@pytest.fixture(scope="module")
-def llama() -> object:
-    torch.manual_seed(0)
+def tiny_llama(seed: int) -> object:
+    """A 2-layer random-weight Llama over 64 tokens (grouped-query attention)."""
+    torch.manual_seed(seed)
     config = transformers.LlamaConfig(
         vocab_size=64,
         hidden_size=32,
@@ -33,6 +33,11 @@ def llama() -> object:
         max_position_embeddings=256,
     )
     return transformers.LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="module")
+def llama() -> object:
+    return tiny_llama(0)
 
 
 def hf_greedy(model: object, prompt: list[int], count: int) -> list[int]:
@@ -123,17 +128,7 @@ def test_sampling_through_the_adapter_is_reproducible(llama: object) -> None:
 def test_prepack_linears_keeps_outputs() -> None:
     from decodekit.models import prepack_linears
 
-    torch.manual_seed(1)
-    config = transformers.LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-    )
-    model = transformers.LlamaForCausalLM(config).eval()
+    model = tiny_llama(1)
     ids = torch.tensor([PROMPT])
     with torch.inference_mode():
         before = model(ids).logits
@@ -144,6 +139,6 @@ def test_prepack_linears_keeps_outputs() -> None:
     assert generate(model, PROMPT, max_new_tokens=24, eos_token_id=[], drafter="merged").tokens == hf_greedy(
         model, PROMPT, 24
     )
-    half = transformers.LlamaForCausalLM(config).eval().to(torch.bfloat16)
+    half = tiny_llama(1).to(torch.bfloat16)  # type: ignore[attr-defined]
     with pytest.raises(dk.InvalidInputError, match="float32 CPU weights"):
         prepack_linears(half)

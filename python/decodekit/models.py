@@ -160,23 +160,19 @@ class HFCausalLM:
         """One forward over the block; the mask is cast to the model's dtype (``-inf`` stays ``-inf``)."""
         if attention_mask is not None and attention_mask.dtype != self._dtype:
             attention_mask = attention_mask.to(self._dtype)
-        output = self.model(
-            input_ids=input_ids,
-            position_ids=position_ids,
-            attention_mask=attention_mask,
-            use_cache=True,
-            **{self._cache_argument: cache},
-        )
-        return output.logits[0]
+        return self._logits(input_ids, position_ids, cache, attention_mask=attention_mask)
 
     def prefill(self, input_ids: Any, position_ids: Any, cache: Any, logits_to_keep: int = 1) -> Any:
         """Score the prompt causally, computing the LM head for the last ``logits_to_keep`` positions only."""
+        return self._logits(input_ids, position_ids, cache, logits_to_keep=logits_to_keep)
+
+    def _logits(self, input_ids: Any, position_ids: Any, cache: Any, **extra: Any) -> Any:
         output = self.model(
             input_ids=input_ids,
             position_ids=position_ids,
             use_cache=True,
-            logits_to_keep=logits_to_keep,
             **{self._cache_argument: cache},
+            **extra,
         )
         return output.logits[0]
 
