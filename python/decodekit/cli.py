@@ -151,7 +151,10 @@ def _print_tables(console: Any, summary: dict[str, Any]) -> None:
         "identical to greedy",
         "in decodekit",
     ):
-        table.add_column(column, justify="left" if column == "config" else "right")
+        if column == "config":
+            table.add_column(column, no_wrap=True)
+        else:
+            table.add_column(column, justify="right")
     for row in summary["results"]:
         mal = row["mean_accepted_length"]
         share = row["decodekit_share"]
