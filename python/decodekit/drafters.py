@@ -78,7 +78,10 @@ class PromptLookupDrafter:
 
     ``max_nodes`` > ``max_depth`` merges several matches into a tree; the defaults draft one chain of up to
     8 tokens (vLLM's n-gram proposer), and nothing when no n-gram matches, so such steps cost a plain one.
+    ``store`` adds an :class:`~decodekit.NGramStore` fallback.
     """
+
+    _makes_store = False  # NGramStoreDrafter makes its own store when none is given
 
     def __init__(
         self,
@@ -90,6 +93,8 @@ class PromptLookupDrafter:
         store: _core.NGramStore | None = None,
     ) -> None:
         self._params = {"min_n": min_n, "max_n": max_n, "max_depth": max_depth, "max_nodes": max_nodes}
+        if store is None and self._makes_store:
+            store = _core.NGramStore(max_n)
         self.store = store
         # Built here so that bad parameters fail before any generation starts.
         self._lookup = _core.PromptLookup(**self._params, store=store)
@@ -112,21 +117,11 @@ class PromptLookupDrafter:
 
 
 class NGramStoreDrafter(PromptLookupDrafter):
-    """Prompt lookup with an :class:`~decodekit.NGramStore` fallback; each finished sequence is added to
-    the store, so later requests draft from earlier ones (pass the same drafter to every call)."""
+    """Prompt lookup with an :class:`~decodekit.NGramStore` fallback (a new one unless ``store`` is given;
+    same parameters as :class:`PromptLookupDrafter`); each finished sequence is added to the store, so later
+    requests draft from earlier ones (pass the same drafter to every call)."""
 
-    def __init__(
-        self,
-        min_n: int = 1,
-        max_n: int = 4,
-        max_depth: int = 8,
-        max_nodes: int = 8,
-        *,
-        store: _core.NGramStore | None = None,
-    ) -> None:
-        super().__init__(
-            min_n, max_n, max_depth, max_nodes, store=store if store is not None else _core.NGramStore(max_n)
-        )
+    _makes_store = True
 
     def finish(self, tokens: Sequence[int]) -> None:
         """Add the sequence to the store."""
