@@ -295,15 +295,18 @@ def _root_paths(tree: _core.DraftTree) -> list[list[int]]:
     """The token paths from the root (excluded) to every leaf."""
     parents = tree.parents.tolist()
     tokens = tree.tokens.tolist()
-    paths = []
-    for leaf in tree.leaves.tolist():
-        path = []
-        node = leaf
-        while node > 0:
-            path.append(tokens[node])
-            node = parents[node]
-        paths.append(path[::-1])
-    return paths
+    return [node_path(parents, tokens, leaf) for leaf in tree.leaves.tolist()]
+
+
+def node_path(parents: list[int], tokens: list[int], node: int) -> list[int]:
+    """The tokens from the root's child down to ``node`` (root excluded; ``[]`` for the root), given a
+    tree's ``parents`` and ``tokens`` as lists."""
+    path = []
+    while node > 0:
+        path.append(tokens[node])
+        node = parents[node]
+    path.reverse()
+    return path
 
 
 DRAFTERS: dict[str, type] = {

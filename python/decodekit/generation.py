@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from decodekit import _core
-from decodekit.drafters import Drafter, make_drafter
+from decodekit.drafters import Drafter, make_drafter, node_path
 from decodekit.grammar import allocate_token_bitmask
 from decodekit.models import CausalLM, as_causal_lm
 from decodekit.torch import _torch, apply_token_bitmask_
@@ -271,7 +271,7 @@ class _Run:
             if not allowed[parents[node]]:
                 allowed[node] = False
                 continue
-            path = _path(parents, tokens, node)
+            path = node_path(parents, tokens, node)
             accepted = matcher.accept_tokens(np.asarray(path, dtype=np.int32))
             matcher.rollback(accepted)
             allowed[node] = accepted == len(path)
@@ -296,7 +296,7 @@ class _Run:
         parents = tree.parents.tolist()
         matcher.fill_next_token_bitmask(bitmask, 0)
         for node in range(1, count):
-            path = _path(parents, tokens, node)
+            path = node_path(parents, tokens, node)
             matcher.accept_tokens(np.asarray(path, dtype=np.int32))
             matcher.fill_next_token_bitmask(bitmask, node)
             matcher.rollback(len(path))
@@ -340,16 +340,6 @@ def _root_only(token: int) -> _core.DraftTree:
 def _is_chain(tree: _core.DraftTree) -> bool:
     parents = tree.parents
     return bool(np.array_equal(parents, np.arange(-1, len(parents) - 1, dtype=parents.dtype)))
-
-
-def _path(parents: list[int], tokens: list[int], node: int) -> list[int]:
-    """The tokens from the root's first child down to ``node``."""
-    path = []
-    while node > 0:
-        path.append(tokens[node])
-        node = parents[node]
-    path.reverse()
-    return path
 
 
 def _settings(
