@@ -7,8 +7,9 @@ Usage::
         [--configs greedy,prompt_lookup,...] [--out .benchmarks/generate_e2e.json]
 
 Configurations (``decodekit.demo.CONFIGS``): ``greedy`` (decodekit, no drafter), each decodekit drafter
-(one object per configuration, kept across the prompts as a server keeps it), ``hf_greedy`` and
-``hf_prompt_lookup`` (transformers' ``generate``, the latter with ``prompt_lookup_num_tokens=10``). Prints
+(one object per configuration, kept across the prompts as a server keeps it), ``hf_greedy``,
+``hf_prompt_lookup`` and ``hf_prompt_lookup_gqa`` (transformers' ``generate``, the latter two with
+``prompt_lookup_num_tokens=10``, the last with ``TRANSFORMERS_SDPA_FORCE_GQA=1``). Prints
 a markdown table (overall and per category) with tokens/s, the speedup over ``greedy``, the mean accepted
 length (tokens per verification step), the share of time outside the model, and how many outputs equal
 ``greedy``'s; writes the raw numbers as JSON.

@@ -300,18 +300,27 @@ def vllm_ngram_propose(tokens: list[int], min_n: int, max_n: int, k: int) -> lis
     return tokens[start : start + min(k, total - start)]
 
 
-def brute_force_ngram_propose(tokens: list[int], min_n: int, max_n: int, k: int) -> list[int]:
+def brute_force_ngram_match(
+    tokens: list[int], min_n: int, max_n: int, k: int, *, latest: bool = False
+) -> tuple[int, list[int]]:
     """The matching rule stated directly: the largest n whose suffix n-gram occurs earlier (ending before
-    the last token), its earliest occurrence, and the up to k tokens after it."""
+    the last token), its earliest occurrence (the most recent one if ``latest``), and the up to k tokens
+    after it. Returns ``(n, continuation)``; ``(0, [])`` without a match."""
     total = len(tokens)
     for n in range(max_n, min_n - 1, -1):
         if total < n + 1:
             continue
         suffix = tokens[total - n :]
-        for s in range(0, total - n):
-            if tokens[s : s + n] == suffix:
-                return tokens[s + n : s + n + k]
-    return []
+        starts = [s for s in range(0, total - n) if tokens[s : s + n] == suffix]
+        if starts:
+            s = starts[-1] if latest else starts[0]
+            return n, tokens[s + n : s + n + k]
+    return 0, []
+
+
+def brute_force_ngram_propose(tokens: list[int], min_n: int, max_n: int, k: int) -> list[int]:
+    """The continuation of :func:`brute_force_ngram_match` (earliest occurrence)."""
+    return brute_force_ngram_match(tokens, min_n, max_n, k)[1]
 
 
 # --- token recycling ------------------------------------------------------------------------------------

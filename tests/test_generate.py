@@ -112,6 +112,45 @@ def test_drafter_objects_learn_across_calls() -> None:
     assert (recycling.recycler.matrix >= 0).any()
 
 
+def test_prompt_lookup_cuts_its_chain_by_learned_acceptance() -> None:
+    prompt = [1, 2, 3, 4, 5, 6, 7, 9, 1]  # the last token matches once (n = 1): chain [2, 3, 4, 5, 6, 7]
+    rate, weight = dkd.PromptLookupDrafter.PRIOR_RATE, dkd.PromptLookupDrafter.PRIOR_WEIGHT
+
+    def step(drafter: dkd.PromptLookupDrafter, new_tokens: list[int]) -> list[int]:
+        drafter.begin(prompt, 16)  # the estimates survive begin(); the index does not
+        tree = drafter.propose(prompt)
+        drafter.update(tree, None, new_tokens)
+        return tree.tokens[1:].tolist()
+
+    drafter = dkd.PromptLookupDrafter(max_n=2, max_depth=6, max_nodes=6)
+    prior = np.cumprod(np.full(6, rate))
+    np.testing.assert_allclose(drafter.acceptance(1), prior)
+    # the prior keeps the depths whose cumulative estimate is >= 0.05
+    assert step(drafter, [2, 3, 8]) == [2, 3, 4, 5, 6][: int((prior >= 0.05).sum())]
+    # depths 1-2 matched, depth 3 was compared and failed, depths 4-6 were not seen
+    seen = np.array([1, 1, 0, rate, rate, rate])
+    tested = np.array([1, 1, 1, 0, 0, 0])
+    expected = np.cumprod((seen * tested + weight * rate) / (tested + weight))
+    np.testing.assert_allclose(drafter.acceptance(1), expected)
+    assert drafter.acceptance(2).tolist() == prior.tolist(), "other match lengths are untouched"
+    for _ in range(60):
+        step(drafter, [8])  # always wrong at depth 1
+    assert drafter.acceptance(1)[0] < 0.05
+    assert step(drafter, [8]) == [2], "one token is still drafted, so the estimate can recover"
+    confident = dkd.PromptLookupDrafter(max_n=2, max_depth=6, max_nodes=6)
+    for _ in range(20):
+        step(confident, [2, 3, 4, 5, 6, 7, 9])  # always right
+    assert step(confident, [2, 3, 4, 5, 6, 7, 9]) == [2, 3, 4, 5, 6, 7]
+    assert confident.acceptance(1)[-1] > 0.8
+    whole = dkd.PromptLookupDrafter(max_n=2, max_depth=6, max_nodes=6, min_accept_prob=0.0)
+    for _ in range(5):
+        assert step(whole, [8]) == [2, 3, 4, 5, 6, 7]
+    with pytest.raises(dk.InvalidInputError, match="min_accept_prob"):
+        dkd.PromptLookupDrafter(min_accept_prob=1.5)
+    with pytest.raises(dk.InvalidInputError, match="match_length"):
+        whole.acceptance(3)
+
+
 def test_eos_and_stop() -> None:
     model = TinyLM(vocab_size=8, seed=1)
     reference = plain_greedy(model, PROMPT, 40)

@@ -89,6 +89,46 @@ def test_keep_moves_accepted_slots(llama: object) -> None:
     assert as_causal_lm(llama).vocab_size == 64
 
 
+def test_tree_forwards_run_grouped_query_attention_on_the_kv_heads(
+    llama: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HFCausalLM's masked multi-token forwards skip transformers' per-group copy of the cached keys and
+    values (enable_gqa), give the same logits as the model's own sdpa path, and leave the config as it
+    was."""
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    gqa: list[bool] = []
+
+    def recording(*args: object, **kwargs: object) -> object:
+        gqa.append(bool(kwargs.get("enable_gqa", False)))
+        return sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording)
+    tree = dk.DraftTree(np.array([5, 6, 7, 8, 9], dtype=np.int32), np.array([-1, 0, 0, 1, 1], dtype=np.int32))
+    prefix = 10
+    ids = torch.from_numpy(tree.tokens.astype(np.int64))[None]
+    positions = torch.from_numpy(tree.positions(prefix).astype(np.int64))[None]
+    mask = torch.from_numpy(tree.attention_mask_with_prefix(prefix))[None, None]
+    lm = HFCausalLM(llama)
+    logits = []
+    for through_adapter in (True, False):
+        cache = lm.new_cache()
+        with torch.inference_mode():
+            lm.prefill(torch.arange(prefix)[None], torch.arange(prefix)[None], cache)
+            gqa.clear()
+            if through_adapter:
+                logits.append(lm.forward(ids, positions, mask, cache))
+                assert gqa
+                assert all(gqa), "every layer ran on the key/value heads"
+            else:
+                cache_argument = {lm._cache_argument: cache}
+                out = llama(input_ids=ids, position_ids=positions, attention_mask=mask, **cache_argument)  # type: ignore[operator]
+                logits.append(out.logits[0])
+                assert gqa
+                assert not any(gqa), "transformers' own path repeats the key/value heads"
+    torch.testing.assert_close(logits[0], logits[1], rtol=1e-5, atol=1e-5)
+    assert llama.config._attn_implementation == "sdpa"  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize("drafter", DRAFTERS)
 def test_transformers_generate_with_a_decodekit_drafter(llama: object, drafter: str) -> None:
     made = dkd.make_drafter(drafter)

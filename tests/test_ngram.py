@@ -32,6 +32,17 @@ def test_chain_matches_vllm_and_brute_force(tokens: list[int], config: tuple[int
     assert lookup.propose().tokens[0] == tokens[-1]
 
 
+@given(streams, configs)
+def test_latest_and_match_length_match_brute_force(tokens: list[int], config: tuple[int, int, int]) -> None:
+    min_n, max_n, k = config
+    for latest in (False, True):
+        lookup = dk.PromptLookup(min_n, max_n, max_depth=k, max_nodes=k, latest=latest)
+        lookup.extend(tokens)
+        n, continuation = reference.brute_force_ngram_match(tokens, min_n, max_n, k, latest=latest)
+        assert lookup.match_length() == n
+        assert chain_tokens(lookup.propose()) == continuation
+
+
 @given(streams, configs, st.lists(st.integers(1, 7), min_size=1, max_size=40))
 def test_incremental_equals_rebuilt(
     tokens: list[int], config: tuple[int, int, int], chunks: list[int]

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from decodekit import __version__
-from decodekit.demo import DRAFTER_CONFIGS
+from decodekit.demo import DRAFTER_CONFIGS, HF_CONFIGS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,7 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     demo.add_argument("--prompts", type=int, default=26, help="how many of the 26 prompts to run")
     demo.add_argument(
-        "--hf", action="store_true", help="also time transformers' generate (greedy, prompt lookup)"
+        "--hf",
+        action="store_true",
+        help="also time transformers' generate (greedy, prompt lookup, prompt lookup with forced GQA)",
     )
     demo.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="model dtype")
     demo.add_argument(
@@ -86,7 +88,7 @@ def run_demo(args: argparse.Namespace) -> int:
         if args.prepacked:
             prepack_linears(model)
     prompts = [(p.category, dkdemo.chat_ids(tokenizer, p.text)) for p in dkdemo.load_prompts(args.prompts)]
-    configs = [dkdemo.PLAIN, *drafters] + ([dkdemo.HF_GREEDY, dkdemo.HF_PROMPT_LOOKUP] if args.hf else [])
+    configs = [dkdemo.PLAIN, *drafters] + (list(dkdemo.HF_CONFIGS) if args.hf else [])
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("decoding", total=len(prompts) * len(configs))
         results = dkdemo.run_configs(
@@ -119,9 +121,7 @@ def _summary(results: list[Any], constrained: list[Any], args: argparse.Namespac
                 "mean_accepted_length": result.mean_accepted_length,
                 "identical_to_greedy": identical,
                 "prompts": len(result.outcomes),
-                "decodekit_share": result.decodekit_share
-                if result.name not in ("hf_greedy", "hf_prompt_lookup")
-                else None,
+                "decodekit_share": result.decodekit_share if result.name not in HF_CONFIGS else None,
             }
         )
     return {

@@ -10,6 +10,7 @@ serving engine would keep them. Everything here needs torch (the ``demo`` extra)
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +26,10 @@ from decodekit.models import as_causal_lm
 PLAIN = "greedy"
 HF_GREEDY = "hf_greedy"
 HF_PROMPT_LOOKUP = "hf_prompt_lookup"
+# transformers' prompt lookup with its own switch for grouped-query attention under a mask
+# (TRANSFORMERS_SDPA_FORCE_GQA=1), the attention shortcut decodekit's HFCausalLM takes
+HF_PROMPT_LOOKUP_GQA = "hf_prompt_lookup_gqa"
+HF_CONFIGS = (HF_GREEDY, HF_PROMPT_LOOKUP, HF_PROMPT_LOOKUP_GQA)
 
 # name -> factory of a drafter object (one per benchmark run, kept across prompts)
 DRAFTER_CONFIGS: dict[str, Callable[[], dkd.Drafter]] = {
@@ -35,7 +40,7 @@ DRAFTER_CONFIGS: dict[str, Callable[[], dkd.Drafter]] = {
     "aded": dkd.AdedDrafter,
     "merged": dkd.MergedDrafter,
 }
-CONFIGS = [PLAIN, *DRAFTER_CONFIGS, HF_GREEDY, HF_PROMPT_LOOKUP]
+CONFIGS = [PLAIN, *DRAFTER_CONFIGS, *HF_CONFIGS]
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,7 @@ class ConfigResult:
         """Tokens per verification step after the prefill (1.0 for plain decoding), pooled over prompts;
         ``None`` for transformers' own generate, whose steps are not observed."""
         steps = sum(o.steps for o in self.outcomes)
-        if self.name in (HF_GREEDY, HF_PROMPT_LOOKUP) or not steps:
+        if self.name in HF_CONFIGS or not steps:
             return None
         # the prefill emits each prompt's first token; the steps emit the rest
         return sum(len(o.tokens) - 1 for o in self.outcomes) / steps
@@ -105,7 +110,7 @@ class ConfigResult:
     def mean_drafted(self) -> float | None:
         """Draft tokens scored per verification step (``None`` for transformers' generate)."""
         steps = sum(o.steps for o in self.outcomes)
-        if self.name in (HF_GREEDY, HF_PROMPT_LOOKUP) or not steps:
+        if self.name in HF_CONFIGS or not steps:
             return None
         return sum(o.drafted for o in self.outcomes) / steps
 
@@ -144,8 +149,14 @@ def run_configs(
     for category, ids in prompts:
         for result in results:
             name = result.name
-            if name in (HF_GREEDY, HF_PROMPT_LOOKUP):
-                outcome = _hf_generate(model, ids, max_new_tokens, prompt_lookup=name == HF_PROMPT_LOOKUP)
+            if name in HF_CONFIGS:
+                outcome = _hf_generate(
+                    model,
+                    ids,
+                    max_new_tokens,
+                    prompt_lookup=name != HF_GREEDY,
+                    force_gqa=name == HF_PROMPT_LOOKUP_GQA,
+                )
             else:
                 generation = generate(model, ids, max_new_tokens=max_new_tokens, drafter=drafters.get(name))
                 stats = generation.stats
@@ -164,25 +175,41 @@ def run_configs(
     return results
 
 
-def _hf_generate(model: Any, ids: list[int], max_new_tokens: int, *, prompt_lookup: bool) -> Outcome:
-    """transformers' ``generate`` (greedy; with ``prompt_lookup_num_tokens=10`` when asked)."""
+def _hf_generate(
+    model: Any, ids: list[int], max_new_tokens: int, *, prompt_lookup: bool, force_gqa: bool = False
+) -> Outcome:
+    """transformers' ``generate`` (greedy; with ``prompt_lookup_num_tokens=10`` when asked; with
+    ``TRANSFORMERS_SDPA_FORCE_GQA=1`` for the duration of the call when ``force_gqa``)."""
     import torch
 
     input_ids = torch.tensor([ids], dtype=torch.long, device=model.device)
     extra = {"prompt_lookup_num_tokens": 10} if prompt_lookup else {}
+    saved = os.environ.get(_FORCE_GQA)
+    if force_gqa:
+        os.environ[_FORCE_GQA] = "1"
     start = time.perf_counter()
-    with torch.inference_mode():
-        output = model.generate(
-            input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            do_sample=False,
-            max_new_tokens=max_new_tokens,
-            **extra,
-        )
-    seconds = time.perf_counter() - start
+    try:
+        with torch.inference_mode():
+            output = model.generate(
+                input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                do_sample=False,
+                max_new_tokens=max_new_tokens,
+                **extra,
+            )
+    finally:
+        seconds = time.perf_counter() - start
+        if force_gqa:
+            if saved is None:
+                del os.environ[_FORCE_GQA]
+            else:
+                os.environ[_FORCE_GQA] = saved
     tokens = output[0, len(ids) :].tolist()
     # transformers pads finished sequences only in batches; drop nothing else
     return Outcome("", tokens, seconds, 0, seconds)
+
+
+_FORCE_GQA = "TRANSFORMERS_SDPA_FORCE_GQA"
 
 
 # The constrained-generation part of the demo: a small JSON schema, enforced by a regular expression

@@ -31,8 +31,9 @@ fn pickle_via_from_bytes<'py, T: PyClass>(
 ///
 /// Matching (vLLM's n-gram proposer semantics): the match length ``L`` is the largest ``n`` in
 /// ``min_n..max_n`` such that the last ``n`` tokens occurred earlier, ending before the last token
-/// (overlaps allowed); the *earliest* such occurrence wins and the proposal is the up to ``max_depth``
-/// tokens that followed it. With ``max_nodes > max_depth`` the continuations of the (up to 64) most
+/// (overlaps allowed); the *earliest* such occurrence wins (the most recent one with ``latest=True``)
+/// and the proposal is the up to ``max_depth`` tokens that followed it; ``match_length()`` tells which
+/// ``L`` the next proposal follows. With ``max_nodes > max_depth`` the continuations of the (up to 64) most
 /// recent occurrences are merged into a tree of at most ``max_nodes`` draft nodes, ranked by how many
 /// occurrences share a node, then by recency. When nothing matches, ``store`` (an :class:`NGramStore`) is
 /// consulted with the last tokens as context if given; otherwise the tree is just the root.
@@ -44,7 +45,7 @@ pub struct PyPromptLookup {
 #[pymethods]
 impl PyPromptLookup {
     #[new]
-    #[pyo3(signature = (min_n = 1, max_n = 4, max_depth = 8, max_nodes = 8, *, vocab_size = None, store = None))]
+    #[pyo3(signature = (min_n = 1, max_n = 4, max_depth = 8, max_nodes = 8, *, vocab_size = None, store = None, latest = false))]
     fn new(
         min_n: usize,
         max_n: usize,
@@ -52,12 +53,14 @@ impl PyPromptLookup {
         max_nodes: usize,
         vocab_size: Option<u32>,
         store: Option<PyRef<'_, PyNGramStore>>,
+        latest: bool,
     ) -> PyResult<Self> {
         let config = PromptLookupConfig {
             min_n,
             max_n,
             max_depth,
             max_nodes,
+            latest,
         };
         let mut inner = core(PromptLookup::new(config, vocab_size))?;
         inner.set_fallback(store.map(|s| Arc::clone(&s.inner)));
@@ -84,6 +87,12 @@ impl PyPromptLookup {
         Ok(PyDraftTree {
             inner: Arc::new(core(self.inner.propose())?),
         })
+    }
+
+    /// The length ``n`` of the n-gram that ``propose`` would follow now (``min_n <= n <= max_n``), or 0
+    /// when the sequence has no match (the proposal then comes from the store, if one was given).
+    fn match_length(&self) -> usize {
+        self.inner.match_length()
     }
 
     /// ``int32[m]``: the tokens seen so far.
@@ -117,11 +126,12 @@ impl PyPromptLookup {
     fn __repr__(&self) -> String {
         let c = self.inner.config();
         format!(
-            "PromptLookup(min_n={}, max_n={}, max_depth={}, max_nodes={}, tokens={})",
+            "PromptLookup(min_n={}, max_n={}, max_depth={}, max_nodes={}, latest={}, tokens={})",
             c.min_n,
             c.max_n,
             c.max_depth,
             c.max_nodes,
+            if c.latest { "True" } else { "False" },
             self.inner.tokens().len()
         )
     }

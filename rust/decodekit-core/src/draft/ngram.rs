@@ -9,7 +9,9 @@
 //! Matching semantics (the same as vLLM's n-gram proposer): the match length `L` is the largest `n` in
 //! `min_n..=max_n` such that the last `n` tokens occurred earlier, ending before the last token (an
 //! occurrence may overlap the suffix); among those occurrences the *earliest* wins, and the proposal is
-//! the up to `max_depth` tokens that followed it (fewer when the context ends first).
+//! the up to `max_depth` tokens that followed it (fewer when the context ends first). With
+//! [`PromptLookupConfig::latest`] the *most recent* occurrence wins instead, which tracks text that is
+//! being repeated right now (a list, a table, a quoted passage) more closely.
 
 use std::sync::Arc;
 
@@ -47,6 +49,8 @@ pub struct PromptLookupConfig {
     /// Most draft nodes (root excluded). Above `max_depth`, continuations of several occurrences are
     /// merged into a tree.
     pub max_nodes: usize,
+    /// In chain mode, follow the most recent occurrence of the match instead of the earliest.
+    pub latest: bool,
 }
 
 impl PromptLookupConfig {
@@ -174,6 +178,13 @@ impl PromptLookup {
         }
     }
 
+    /// The length of the longest suffix n-gram that occurred before (the `n` a [`Self::propose`] would
+    /// follow now), or 0 when nothing matches (a proposal then comes from the fallback store, if any).
+    #[must_use]
+    pub fn match_length(&self) -> usize {
+        self.longest_match().map_or(0, |(n, _)| n)
+    }
+
     /// The match: `(length, earliest start, all starts)` of the longest suffix n-gram that occurred
     /// before, ending before the last token.
     fn longest_match(&self) -> Option<(usize, &[u32])> {
@@ -219,7 +230,12 @@ impl PromptLookup {
             &self.tokens[from..(from + self.config.max_depth).min(total)]
         };
         if self.config.max_nodes <= self.config.max_depth {
-            let chain: Vec<i32> = continuation(starts[0])
+            let start = if self.config.latest {
+                starts[starts.len() - 1]
+            } else {
+                starts[0]
+            };
+            let chain: Vec<i32> = continuation(start)
                 .iter()
                 .take(self.config.max_nodes)
                 .map(|&t| t as i32)
@@ -300,10 +316,33 @@ mod tests {
                 max_n,
                 max_depth: depth,
                 max_nodes: nodes,
+                latest: false,
             },
             None,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn latest_follows_the_most_recent_occurrence() {
+        let tokens = [1, 2, 7, 1, 2, 8, 1, 2];
+        let mut earliest = lookup(1, 2, 1, 1);
+        earliest.extend(&tokens).unwrap();
+        assert_eq!(earliest.propose().unwrap().tokens(), &[2, 7]);
+        assert_eq!(earliest.match_length(), 2);
+        let mut latest = PromptLookup::new(
+            PromptLookupConfig {
+                latest: true,
+                ..earliest.config()
+            },
+            None,
+        )
+        .unwrap();
+        latest.extend(&tokens).unwrap();
+        assert_eq!(latest.propose().unwrap().tokens(), &[2, 8]);
+        latest.extend(&[9]).unwrap();
+        assert_eq!(latest.match_length(), 0);
+        assert_eq!(latest.propose().unwrap().tokens(), &[9]);
     }
 
     #[test]
