@@ -83,8 +83,9 @@ class PromptLookupDrafter:
     at each depth is accepted once the tokens before it were (a Beta-smoothed count), and keeps the
     longest prefix whose estimated probability of being accepted whole is at least ``min_accept_prob``
     (at least one token). Long matches thus draft long chains and one-token matches short ones. The
-    default 0.05 suits a CPU, where each drafted token costs about 4% of a forward; on a GPU, where extra
-    tokens are nearly free, use 0 (the whole ``max_depth`` chain, as vLLM's n-gram proposer drafts).
+    default 0.05 suits a CPU, where trees beyond about 6 tokens cost 10-15% more per 6 tokens
+    (``docs/generate.md``); on a GPU, where extra tokens are nearly free, use 0 (the whole ``max_depth``
+    chain, as vLLM's n-gram proposer drafts).
     ``max_nodes`` > ``max_depth`` merges several matches into a tree (not cut); ``store`` adds an
     :class:`~decodekit.NGramStore` fallback (match length 0 in the estimates).
     """
@@ -190,10 +191,10 @@ def default_recycling_template(num_nodes: int = 6, k: int = 8) -> _core.TreeTemp
     """A ``num_nodes``-node Token Recycling template (root included) over candidate ranks ``< k``, chosen
     by :meth:`TreeTemplate.from_acceptance` from acceptance rates measured with the embedded model.
 
-    The default size suits CPUs, where each drafted token adds about 4% to a forward of the embedded model
-    (``docs/BENCHMARKS.md``): 6 nodes expect about 1.73 tokens per step at about 1.2x the cost of a plain
-    step. The paper's 81-node template (``TreeTemplate.token_recycling()``) suits GPUs, where a forward's
-    cost barely depends on the tree size.
+    The default size suits CPUs, where a forward of the embedded model over up to about 6 tokens costs
+    about one plain step and every further 6 add 10-15% (``docs/generate.md``): 6 nodes expect about 1.73
+    tokens per step. The paper's 81-node template (``TreeTemplate.token_recycling()``) suits GPUs,
+    where a forward's cost barely depends on the tree size.
     """
     return _core.TreeTemplate.from_acceptance(_RECYCLING_ACCEPTANCE[:, :k], num_nodes)
 
