@@ -10,6 +10,8 @@
 //! `w` set means token `32*w + j` is allowed.
 
 pub mod bitmask;
+pub mod cfg;
+pub mod ebnf;
 pub mod matcher;
 pub mod regex;
 pub mod trie;
