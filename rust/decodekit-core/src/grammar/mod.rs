@@ -11,6 +11,7 @@
 
 pub mod bitmask;
 pub mod cfg;
+pub mod earley;
 pub mod ebnf;
 pub mod matcher;
 pub mod regex;
