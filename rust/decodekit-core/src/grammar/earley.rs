@@ -15,6 +15,7 @@ use regex_syntax::utf8::Utf8Sequences;
 use rustc_hash::FxHashSet;
 
 use super::cfg::{Cfg, Expr};
+use super::vocab::Vocabulary;
 use crate::error::{CoreError, Result};
 
 /// A grammar symbol: a nonterminal or an inclusive byte range.
@@ -374,6 +375,34 @@ impl Recognizer {
         Ok(())
     }
 
+    /// The token mask here: bit `id % 32` of word `id / 32` is set for every normal token of `vocab`
+    /// whose bytes the grammar allows next, and for the EOS ids when the text so far is a sentence.
+    /// Walks the vocabulary's token trie, pushing and rolling back one byte per node.
+    #[must_use]
+    pub fn token_mask(&self, vocab: &Vocabulary) -> Vec<u32> {
+        let mut mask = vec![0u32; vocab.mask_words()];
+        let mut walker = self.clone();
+        let base = walker.sets.len();
+        vocab.trie().walk_nested(
+            0,
+            |depth, byte| {
+                walker.sets.truncate(base + depth);
+                walker.push(byte)
+            },
+            |ids| {
+                for &id in ids {
+                    mask[id as usize >> 5] |= 1 << (id & 31);
+                }
+            },
+        );
+        if self.is_accepting() {
+            for &id in vocab.eos_ids() {
+                mask[id as usize >> 5] |= 1 << (id & 31);
+            }
+        }
+        mask
+    }
+
     /// The Earley closure (prediction and completion) of `seed` as the set at position `self.sets.len()`.
     fn close(&self, seed: Vec<Item>) -> Vec<Item> {
         let here = self.sets.len() as u32;
@@ -561,6 +590,54 @@ mod tests {
             assert!(walker.push(b));
         }
         assert!(walker.is_accepting());
+    }
+
+    #[test]
+    fn token_masks_equal_feeding_each_token_alone() {
+        // a small JSON-like grammar (nesting, so not regular) and a vocabulary of multi-byte tokens
+        let r = recognizer(
+            "root ::= value\nvalue ::= \"[\" (value (\",\" value)*)? \"]\" | [0-9]+ | \"\\\"\" [a-z]* \"\\\"\"",
+        );
+        let words = [
+            "[", "]", ",", "[[", "]]", "],", ",[", "1", "12", "3]", "\"", "\"a", "ab", "b\"", "\"]", "x",
+            "[1", "1,", "\"\"", "é", "0",
+        ];
+        let mut list: Vec<Option<Vec<u8>>> = words.iter().map(|w| Some(w.as_bytes().to_vec())).collect();
+        list.push(Some(b"</s>".to_vec()));
+        let eos = (list.len() - 1) as u32;
+        let vocab = Vocabulary::new(&list, &[], &[eos], None).unwrap();
+        let mut walker = r.clone();
+        let mut checked = 0;
+        for text in [
+            "",
+            "[",
+            "[1",
+            "[12,",
+            "[\"ab",
+            "[\"ab\"",
+            "[[1],[",
+            "[[1],[\"x\"]]",
+        ] {
+            walker.rollback(walker.len()).unwrap();
+            assert_eq!(walker.push_all(text.as_bytes()), Ok(()), "{text}");
+            let mask = walker.token_mask(&vocab);
+            for (id, token) in list.iter().enumerate() {
+                let expected = if id as u32 == eos {
+                    walker.is_accepting()
+                } else {
+                    let mut probe = walker.clone();
+                    probe.push_all(token.as_deref().unwrap()).is_ok()
+                };
+                assert_eq!(
+                    mask[id >> 5] >> (id & 31) & 1 == 1,
+                    expected,
+                    "{text:?} + {:?}",
+                    words.get(id)
+                );
+                checked += usize::from(expected);
+            }
+        }
+        assert!(checked > 20, "the prefixes allow some tokens ({checked})");
     }
 
     #[test]

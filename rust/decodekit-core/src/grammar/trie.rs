@@ -147,6 +147,40 @@ impl TokenTrie {
     }
 }
 
+impl TokenTrie {
+    /// Depth-first walk of the subtree below `root` for a matcher that keeps its own stack of states
+    /// (a parser with rollback instead of a copyable automaton state).
+    ///
+    /// `step(depth, byte)` is called for every node reached, where `depth` is how many bytes below `root`
+    /// its parent is: the matcher first returns to that depth, then tries `byte`, and returns whether it
+    /// is still alive (a dead byte prunes the node's subtree). `visit(tokens)` is called at every live node
+    /// that ends at least one token. Returns the number of nodes stepped.
+    pub fn walk_nested(
+        &self,
+        root: usize,
+        mut step: impl FnMut(usize, u8) -> bool,
+        mut visit: impl FnMut(&[u32]),
+    ) -> usize {
+        let base = self.depth[root] as usize;
+        let end = self.subtree_end[root] as usize;
+        let mut i = root + 1;
+        let mut stepped = 0;
+        while i < end {
+            stepped += 1;
+            if step(self.depth[i] as usize - base - 1, self.byte[i]) {
+                let (lo, hi) = (self.token_offsets[i] as usize, self.token_offsets[i + 1] as usize);
+                if lo != hi {
+                    visit(&self.token_ids[lo..hi]);
+                }
+                i += 1;
+            } else {
+                i = self.subtree_end[i] as usize;
+            }
+        }
+        stepped
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
