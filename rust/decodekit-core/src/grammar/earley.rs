@@ -6,8 +6,8 @@
 //! (unbounded) or nested-optional (bounded) helper rule. [`Recognizer`] keeps one Earley set per byte
 //! consumed (the empty-rule handling of Aycock and Horspool), so `rollback(n)` just drops sets.
 //!
-//! This is the reference the faster lexer-driven parser is checked against, and the source of masks for
-//! grammars until then.
+//! It is meant as the reference that a faster lexer-driven parser will be checked against; it is not
+//! yet reachable from Python.
 
 use std::sync::Arc;
 
