@@ -9,7 +9,13 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use regex_syntax::hir::{Class, Hir, HirKind};
+
 use crate::error::{CoreError, Result};
+
+/// The largest repetition count (`{m,n}` in GBNF or a regex) a grammar may use: larger counts would
+/// blow up any automaton built from them.
+pub const MAX_REPEAT: u32 = 10_000;
 
 /// A place in a grammar's source text (1-based line and column, the column counted in characters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -55,6 +61,65 @@ pub enum Expr {
         /// Most repetitions, if bounded.
         max: Option<u32>,
     },
+}
+
+impl Expr {
+    /// The same language as the regular expression `pattern` (Rust `regex` syntax, as
+    /// [`Grammar::regex`](super::Grammar::regex) reads it), for a terminal inside a grammar. Anchors are
+    /// refused here: inside a grammar a terminal always matches a whole lexeme.
+    pub fn from_regex(pattern: &str) -> Result<Self> {
+        let hir = super::regex::parse(pattern)?;
+        from_hir(&hir).map_err(|e| match e {
+            CoreError::Grammar(message) => CoreError::Grammar(format!("regex {pattern:?}: {message}")),
+            other => other,
+        })
+    }
+}
+
+fn from_hir(hir: &Hir) -> Result<Expr> {
+    Ok(match hir.kind() {
+        HirKind::Empty => Expr::Empty,
+        HirKind::Literal(literal) => Expr::Bytes(literal.0.to_vec()),
+        HirKind::Class(Class::Unicode(class)) => Expr::Class {
+            ranges: class.ranges().iter().map(|r| (r.start(), r.end())).collect(),
+            negated: false,
+        },
+        HirKind::Class(Class::Bytes(class)) => {
+            if class.ranges().iter().any(|r| r.end() > 0x7F) {
+                return Err(CoreError::Grammar(
+                    "byte classes beyond ASCII ((?-u) with non-ASCII bytes) are not supported".into(),
+                ));
+            }
+            Expr::Class {
+                ranges: class
+                    .ranges()
+                    .iter()
+                    .map(|r| (char::from(r.start()), char::from(r.end())))
+                    .collect(),
+                negated: false,
+            }
+        }
+        HirKind::Look(_) => {
+            return Err(CoreError::Grammar(
+                "anchors and assertions (^, $, \\b, ...) have no meaning inside a grammar terminal".into(),
+            ))
+        }
+        HirKind::Repetition(r) => {
+            if r.min > MAX_REPEAT || r.max.is_some_and(|m| m > MAX_REPEAT) {
+                return Err(CoreError::Grammar(format!(
+                    "repetition counts above {MAX_REPEAT} are not supported"
+                )));
+            }
+            Expr::Repeat {
+                expr: Box::new(from_hir(&r.sub)?),
+                min: r.min,
+                max: r.max,
+            }
+        }
+        HirKind::Capture(c) => from_hir(&c.sub)?,
+        HirKind::Concat(parts) => Expr::Seq(parts.iter().map(from_hir).collect::<Result<_>>()?),
+        HirKind::Alternation(parts) => Expr::Alt(parts.iter().map(from_hir).collect::<Result<_>>()?),
+    })
 }
 
 /// A named rule.
@@ -241,5 +306,17 @@ impl RuleTable {
         }
         undefined.sort_by_key(|(_, at)| (at.line, at.column));
         Cfg::new(rules, root_index, &undefined)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::{Expr, RuleTable, SourcePos};
+
+    /// A rule table whose only rule is `root ::= expr`.
+    pub(crate) fn one_rule(expr: Expr) -> RuleTable {
+        let mut rules = RuleTable::default();
+        rules.define("root", expr, SourcePos::default()).unwrap();
+        rules
     }
 }

@@ -569,6 +569,54 @@ mod tests {
     }
 
     #[test]
+    fn regex_terminals_match_what_the_regex_dfa_matches() {
+        let patterns = [
+            r"[a-c]{2,4}(-[ab]+)?",
+            r"(ab|a)*c?",
+            r"(?i)AB|c+",
+            r"[^a-b]-?\w{0,2}",
+            r"(a|)(b{1,2}|-)*",
+        ];
+        for pattern in patterns {
+            let rules = super::super::cfg::tests_support::one_rule(Expr::from_regex(pattern).unwrap());
+            let cfg = rules.finish("root").unwrap();
+            let r = Recognizer::new(Arc::new(Bnf::lower(&cfg).unwrap()));
+            let dfa = regex::compile(&regex::parse(pattern).unwrap(), regex::RegexLimits::default()).unwrap();
+            let mut accepted = 0;
+            let all = strings(b"abcAB-_", 4);
+            for s in &all {
+                let mut state = dfa.start();
+                for &b in s {
+                    if state != regex::DEAD {
+                        state = dfa.next(state, b);
+                    }
+                }
+                let expected = state != regex::DEAD && dfa.is_accepting(state);
+                assert_eq!(
+                    accepts(&r, s),
+                    expected,
+                    "{pattern} on {:?}",
+                    String::from_utf8_lossy(s)
+                );
+                accepted += usize::from(expected);
+            }
+            assert!(
+                accepted > 0 && accepted < all.len(),
+                "{pattern}: {accepted} of {}",
+                all.len()
+            );
+        }
+        for (pattern, message) in [
+            ("^a", "anchors"),
+            (r"a\b", "word-boundary"),
+            ("a{20000}", "above"),
+        ] {
+            let error = Expr::from_regex(pattern).unwrap_err().to_string();
+            assert!(error.contains(message), "{pattern}: {error}");
+        }
+    }
+
+    #[test]
     fn unicode_classes_match_utf8_and_allowed_bytes_predict_pushes() {
         let r = recognizer("root ::= [é-ü]+ | [^\\x00-\\U0010FFFE]");
         assert!(accepts(&r, "éü".as_bytes()));

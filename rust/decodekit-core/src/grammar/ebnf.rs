@@ -19,12 +19,8 @@
 
 use std::fmt;
 
-use super::cfg::{Cfg, Expr, RuleTable, SourcePos};
+use super::cfg::{Cfg, Expr, RuleTable, SourcePos, MAX_REPEAT};
 use crate::error::{CoreError, Result};
-
-/// The largest repetition bound `{m,n}` accepted (larger counts would blow up any automaton built from
-/// them; a JSON-Schema front end expresses long lengths differently).
-pub const MAX_REPEAT: u32 = 10_000;
 
 /// Parse GBNF `text` into a checked grammar rooted at `root`.
 pub fn parse(text: &str) -> Result<Cfg> {
