@@ -33,7 +33,7 @@ impl fmt::Display for SourcePos {
 }
 
 /// A right-hand side.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Expr {
     /// The empty string.
     Empty,

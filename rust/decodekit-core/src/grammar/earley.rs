@@ -1,259 +1,23 @@
-//! A byte-level Earley recognizer for a [`Cfg`]: any context-free grammar (left recursion, ambiguity and
-//! empty rules included, no depth limit), one byte at a time, with unlimited rollback.
+//! An Earley recognizer for a [`Bnf`]: any context-free grammar (left recursion, ambiguity and empty
+//! rules included, no depth limit), fed one byte at a time, with unlimited rollback.
 //!
-//! [`Bnf::lower`] turns the grammar tree into plain productions whose terminals are byte ranges: a
-//! character class becomes the UTF-8 byte sequences of its scalar values, a repetition a left-recursive
-//! (unbounded) or nested-optional (bounded) helper rule. [`Recognizer`] keeps one Earley set per byte
-//! consumed (the empty-rule handling of Aycock and Horspool), so `rollback(n)` just drops sets.
-//!
-//! It is meant as the reference that a faster lexer-driven parser will be checked against; it is not
-//! yet reachable from Python.
+//! The chart keeps one Earley set per byte consumed, flat in one array, so `rollback(n)` is a truncation
+//! and a copy of the whole parse is two memcpys. Empty rules follow Aycock and Horspool (a nullable
+//! symbol is stepped over when predicted). A lexeme in progress is a single item whose "dot" is the state
+//! of the lexeme's automaton: a byte inside a lexeme steps that automaton, and only where it accepts does
+//! the lexeme complete and the parser predict what comes next.
 
 use std::sync::Arc;
 
-use regex_syntax::utf8::Utf8Sequences;
 use rustc_hash::FxHashSet;
 
-use super::cfg::{Cfg, Expr};
+use super::lower::{Bnf, Symbol};
+use super::regex::DEAD;
 use super::vocab::Vocabulary;
 use crate::error::{CoreError, Result};
 
-/// A grammar symbol: a nonterminal or an inclusive byte range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Symbol {
-    /// A nonterminal (rule or helper).
-    Nonterminal(u32),
-    /// One byte in `lo..=hi`.
-    Bytes(u8, u8),
-}
-
-/// One production `lhs -> rhs`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Production {
-    /// The nonterminal it defines.
-    pub lhs: u32,
-    /// What it expands to (empty: the empty string).
-    pub rhs: Vec<Symbol>,
-}
-
-/// A grammar in plain productions over byte ranges, ready for Earley parsing.
-#[derive(Debug, Clone)]
-pub struct Bnf {
-    productions: Vec<Production>,
-    by_lhs: Vec<Vec<u32>>,
-    nullable: Vec<bool>,
-    /// The augmented start production `S' -> root` (its index).
-    start: u32,
-}
-
-/// At most this many productions come out of lowering one grammar.
-pub const MAX_PRODUCTIONS: usize = 1 << 20;
-
-impl Bnf {
-    /// Lower `cfg` (rules keep their indices as nonterminals; helpers are numbered after them).
-    pub fn lower(cfg: &Cfg) -> Result<Self> {
-        let mut lowering = Lowering {
-            productions: Vec::new(),
-            next_nonterminal: u32::try_from(cfg.rules().len() + 1)
-                .map_err(|_| CoreError::ResourceLimit("too many grammar rules".into()))?,
-        };
-        for (i, rule) in cfg.rules().iter().enumerate() {
-            let rhs = lowering.sequence(&rule.expr)?;
-            lowering.add(i as u32, rhs)?;
-        }
-        let start_symbol = cfg.rules().len() as u32;
-        lowering.add(start_symbol, vec![Symbol::Nonterminal(cfg.root() as u32)])?;
-        let start = (lowering.productions.len() - 1) as u32;
-        let count = lowering.next_nonterminal as usize;
-        let mut by_lhs = vec![Vec::new(); count];
-        for (i, p) in lowering.productions.iter().enumerate() {
-            by_lhs[p.lhs as usize].push(i as u32);
-        }
-        let nullable = nullable_set(&lowering.productions, count);
-        Ok(Bnf {
-            productions: lowering.productions,
-            by_lhs,
-            nullable,
-            start,
-        })
-    }
-
-    /// The productions (the last one is the augmented start).
-    #[must_use]
-    pub fn productions(&self) -> &[Production] {
-        &self.productions
-    }
-}
-
-fn nullable_set(productions: &[Production], count: usize) -> Vec<bool> {
-    let mut nullable = vec![false; count];
-    loop {
-        let mut changed = false;
-        for p in productions {
-            if !nullable[p.lhs as usize]
-                && p.rhs
-                    .iter()
-                    .all(|s| matches!(s, Symbol::Nonterminal(n) if nullable[*n as usize]))
-            {
-                nullable[p.lhs as usize] = true;
-                changed = true;
-            }
-        }
-        if !changed {
-            return nullable;
-        }
-    }
-}
-
-struct Lowering {
-    productions: Vec<Production>,
-    next_nonterminal: u32,
-}
-
-impl Lowering {
-    fn add(&mut self, lhs: u32, rhs: Vec<Symbol>) -> Result<()> {
-        if self.productions.len() >= MAX_PRODUCTIONS {
-            return Err(CoreError::ResourceLimit(format!(
-                "the grammar expands to more than {MAX_PRODUCTIONS} productions"
-            )));
-        }
-        self.productions.push(Production { lhs, rhs });
-        Ok(())
-    }
-
-    fn fresh(&mut self) -> Result<u32> {
-        let n = self.next_nonterminal;
-        self.next_nonterminal = n
-            .checked_add(1)
-            .ok_or_else(|| CoreError::ResourceLimit("too many grammar symbols".into()))?;
-        Ok(n)
-    }
-
-    /// A helper nonterminal with one production per alternative.
-    fn helper(&mut self, alternatives: Vec<Vec<Symbol>>) -> Result<Symbol> {
-        let n = self.fresh()?;
-        for rhs in alternatives {
-            self.add(n, rhs)?;
-        }
-        Ok(Symbol::Nonterminal(n))
-    }
-
-    /// The symbols of `expr` as one sequence (helpers made as needed).
-    fn sequence(&mut self, expr: &Expr) -> Result<Vec<Symbol>> {
-        Ok(match expr {
-            Expr::Empty => Vec::new(),
-            Expr::Bytes(bytes) => bytes.iter().map(|&b| Symbol::Bytes(b, b)).collect(),
-            Expr::Class { ranges, negated } => {
-                let mut alternatives: Vec<Vec<Symbol>> = class_ranges(ranges, *negated)
-                    .into_iter()
-                    .flat_map(|(lo, hi)| Utf8Sequences::new(lo, hi))
-                    .map(|seq| {
-                        seq.as_slice()
-                            .iter()
-                            .map(|r| Symbol::Bytes(r.start, r.end))
-                            .collect()
-                    })
-                    .collect();
-                if alternatives.len() == 1 {
-                    alternatives.pop().unwrap_or_default()
-                } else {
-                    vec![self.helper(alternatives)?]
-                }
-            }
-            Expr::Rule(i) => vec![Symbol::Nonterminal(*i as u32)],
-            Expr::Seq(parts) => {
-                let mut out = Vec::new();
-                for part in parts {
-                    out.extend(self.sequence(part)?);
-                }
-                out
-            }
-            Expr::Alt(alternatives) => {
-                let lowered = alternatives
-                    .iter()
-                    .map(|a| self.sequence(a))
-                    .collect::<Result<Vec<_>>>()?;
-                vec![self.helper(lowered)?]
-            }
-            Expr::Repeat { expr, min, max } => self.repeat(expr, *min, *max)?,
-        })
-    }
-
-    fn repeat(&mut self, expr: &Expr, min: u32, max: Option<u32>) -> Result<Vec<Symbol>> {
-        let body = self.sequence(expr)?;
-        let item = if body.len() == 1 {
-            body[0]
-        } else {
-            self.helper(vec![body])?
-        };
-        let mut out = vec![item; min as usize];
-        match max {
-            None => {
-                // star -> ε | star item (left recursion suits Earley)
-                let star = self.fresh()?;
-                self.add(star, Vec::new())?;
-                self.add(star, vec![Symbol::Nonterminal(star), item])?;
-                out.push(Symbol::Nonterminal(star));
-            }
-            Some(max) if max > min => {
-                // opt_1 -> ε | item; opt_k -> ε | item opt_(k-1)
-                let mut inner: Option<Symbol> = None;
-                for _ in min..max {
-                    let tail = match inner {
-                        Some(s) => vec![item, s],
-                        None => vec![item],
-                    };
-                    inner = Some(self.helper(vec![Vec::new(), tail])?);
-                }
-                out.extend(inner);
-            }
-            Some(_) => {}
-        }
-        Ok(out)
-    }
-}
-
-/// The inclusive scalar-value ranges a class matches (the complement for a negated one), surrogates
-/// excluded.
-fn class_ranges(ranges: &[(char, char)], negated: bool) -> Vec<(char, char)> {
-    let mut sorted: Vec<(u32, u32)> = ranges.iter().map(|&(a, b)| (a as u32, b as u32)).collect();
-    sorted.sort_unstable();
-    let mut merged: Vec<(u32, u32)> = Vec::new();
-    for (lo, hi) in sorted {
-        match merged.last_mut() {
-            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
-            _ => merged.push((lo, hi)),
-        }
-    }
-    if negated {
-        let mut complement = Vec::new();
-        let mut next = 0u32;
-        for (lo, hi) in merged {
-            if lo > next {
-                complement.push((next, lo - 1));
-            }
-            next = hi + 1;
-        }
-        if next <= 0x0010_FFFF {
-            complement.push((next, 0x0010_FFFF));
-        }
-        merged = complement;
-    }
-    // split around the surrogates, which are not scalar values
-    let mut out = Vec::new();
-    for (lo, hi) in merged {
-        for (a, b) in [(lo, hi.min(0xD7FF)), (lo.max(0xE000), hi)] {
-            if let (Some(a), Some(b)) = (char::from_u32(a), char::from_u32(b)) {
-                if a <= b {
-                    out.push((a, b));
-                }
-            }
-        }
-    }
-    out
-}
-
-/// An Earley item: production, dot position, origin set.
+/// An Earley item: production, dot position, origin set. For a lexeme in progress, `production` is
+/// `productions.len() + lexeme` and `dot` is the state of the lexeme's automaton.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Item {
     production: u32,
@@ -261,35 +25,61 @@ struct Item {
     origin: u32,
 }
 
+/// A lexeme being matched in the current set: `(lexeme, automaton state, origin set)`.
+pub type LexemeItem = (u32, u32, u32);
+
 /// Follows one byte string through a [`Bnf`], byte by byte, with unlimited rollback.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Recognizer {
     bnf: Arc<Bnf>,
-    sets: Vec<Vec<Item>>,
+    /// Every set's items, one set after another.
+    items: Vec<Item>,
+    /// `starts[k]` is where set `k` begins in `items`; the last set runs to the end.
+    starts: Vec<u32>,
+    /// Scratch for de-duplicating items while a set is closed.
+    seen: FxHashSet<Item>,
+}
+
+impl Clone for Recognizer {
+    fn clone(&self) -> Self {
+        Recognizer {
+            bnf: Arc::clone(&self.bnf),
+            items: self.items.clone(),
+            starts: self.starts.clone(),
+            seen: FxHashSet::default(),
+        }
+    }
 }
 
 impl Recognizer {
     /// At the start of the text.
     #[must_use]
     pub fn new(bnf: Arc<Bnf>) -> Self {
-        let mut recognizer = Recognizer {
-            bnf,
-            sets: Vec::new(),
-        };
         let start = Item {
-            production: recognizer.bnf.start,
+            production: bnf.start,
             dot: 0,
             origin: 0,
         };
-        let set = recognizer.close(vec![start]);
-        recognizer.sets.push(set);
+        let mut recognizer = Recognizer {
+            bnf,
+            items: vec![start],
+            starts: vec![0],
+            seen: FxHashSet::default(),
+        };
+        recognizer.close_last_set();
         recognizer
+    }
+
+    /// The grammar.
+    #[must_use]
+    pub fn bnf(&self) -> &Arc<Bnf> {
+        &self.bnf
     }
 
     /// Bytes consumed so far.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.sets.len() - 1
+        self.starts.len() - 1
     }
 
     /// Whether no byte was consumed.
@@ -298,29 +88,49 @@ impl Recognizer {
         self.len() == 0
     }
 
-    fn next_symbol(&self, item: Item) -> Option<Symbol> {
-        self.bnf.productions[item.production as usize]
-            .rhs
-            .get(item.dot as usize)
-            .copied()
+    fn last_set(&self) -> &[Item] {
+        &self.items[*self.starts.last().unwrap_or(&0) as usize..]
+    }
+
+    fn lexeme_base(&self) -> u32 {
+        self.bnf.productions.len() as u32
     }
 
     /// Whether the text so far is a complete sentence of the grammar.
     #[must_use]
     pub fn is_accepting(&self) -> bool {
         let start = self.bnf.start;
-        self.sets.last().is_some_and(|set| {
-            set.iter()
-                .any(|i| i.production == start && i.origin == 0 && i.dot == 1)
-        })
+        self.last_set()
+            .iter()
+            .any(|i| i.production == start && i.origin == 0 && i.dot == 1)
+    }
+
+    /// The lexemes in progress in the current set.
+    pub fn frontier(&self) -> impl Iterator<Item = LexemeItem> + '_ {
+        let base = self.lexeme_base();
+        self.last_set()
+            .iter()
+            .filter(move |i| i.production >= base)
+            .map(move |i| (i.production - base, i.dot, i.origin))
     }
 
     /// The bytes that can come next, as a 256-bit set (bit `b % 64` of word `b / 64`).
     #[must_use]
     pub fn allowed_bytes(&self) -> [u64; 4] {
         let mut allowed = [0u64; 4];
-        for &item in self.sets.last().into_iter().flatten() {
-            if let Some(Symbol::Bytes(lo, hi)) = self.next_symbol(item) {
+        let base = self.lexeme_base();
+        for &item in self.last_set() {
+            if item.production >= base {
+                let dfa = self.bnf.lexeme(item.production - base);
+                for b in 0..=255u8 {
+                    if dfa.next(item.dot, b) != DEAD {
+                        allowed[usize::from(b / 64)] |= 1 << (b % 64);
+                    }
+                }
+            } else if let Some(&Symbol::Bytes(lo, hi)) = self.bnf.productions[item.production as usize]
+                .rhs
+                .get(item.dot as usize)
+            {
                 for b in lo..=hi {
                     allowed[usize::from(b / 64)] |= 1 << (b % 64);
                 }
@@ -332,22 +142,57 @@ impl Recognizer {
     /// Consume `byte` if the grammar allows it here; returns whether it did (a refused byte changes
     /// nothing).
     pub fn push(&mut self, byte: u8) -> bool {
-        let Some(current) = self.sets.last() else {
-            return false;
-        };
-        let scanned: Vec<Item> = current
-            .iter()
-            .filter(|&&item| matches!(self.next_symbol(item), Some(Symbol::Bytes(lo, hi)) if lo <= byte && byte <= hi))
-            .map(|&item| Item {
-                dot: item.dot + 1,
-                ..item
-            })
-            .collect();
-        if scanned.is_empty() {
+        let last = *self.starts.last().unwrap_or(&0) as usize;
+        let here = self.items.len();
+        let base = self.lexeme_base();
+        for j in last..here {
+            let item = self.items[j];
+            if item.production >= base {
+                let next = self.bnf.lexeme(item.production - base).next(item.dot, byte);
+                if next != DEAD {
+                    self.items.push(Item { dot: next, ..item });
+                }
+            } else if let Some(&Symbol::Bytes(lo, hi)) = self.bnf.productions[item.production as usize]
+                .rhs
+                .get(item.dot as usize)
+            {
+                if lo <= byte && byte <= hi {
+                    self.items.push(Item {
+                        dot: item.dot + 1,
+                        ..item
+                    });
+                }
+            }
+        }
+        if self.items.len() == here {
             return false;
         }
-        let set = self.close(scanned);
-        self.sets.push(set);
+        self.starts.push(here as u32);
+        self.close_last_set();
+        true
+    }
+
+    /// Complete the lexeme item `(lexeme, _, origin)` of the current set *now*, as if it were the only
+    /// way forward: pushes a new set holding what follows the lexeme (and nothing that continues it or
+    /// any other lexeme). Returns false, pushing nothing, when no item waits for that lexeme at `origin`.
+    /// Used by mask computation to check what may follow a lexeme that ends inside a token.
+    pub fn push_completion(&mut self, lexeme: u32, origin: u32) -> bool {
+        let here = self.items.len();
+        let (lo, hi) = self.set_range(origin as usize);
+        for j in lo..hi {
+            let parent = self.items[j];
+            if self.waits_for(parent, Symbol::Lexeme(lexeme)) {
+                self.items.push(Item {
+                    dot: parent.dot + 1,
+                    ..parent
+                });
+            }
+        }
+        if self.items.len() == here {
+            return false;
+        }
+        self.starts.push(here as u32);
+        self.close_last_set();
         true
     }
 
@@ -356,7 +201,7 @@ impl Recognizer {
     pub fn push_all(&mut self, bytes: &[u8]) -> std::result::Result<(), usize> {
         for (i, &b) in bytes.iter().enumerate() {
             if !self.push(b) {
-                self.sets.truncate(self.sets.len() - i);
+                self.truncate(self.len() - i);
                 return Err(i);
             }
         }
@@ -371,22 +216,31 @@ impl Recognizer {
                 self.len()
             )));
         }
-        self.sets.truncate(self.sets.len() - n);
+        self.truncate(self.len() - n);
         Ok(())
     }
 
-    /// The token mask here: bit `id % 32` of word `id / 32` is set for every normal token of `vocab`
-    /// whose bytes the grammar allows next, and for the EOS ids when the text so far is a sentence.
-    /// Walks the vocabulary's token trie, pushing and rolling back one byte per node.
+    /// Go back to where `len` bytes had been consumed (`len <= self.len()`).
+    pub(crate) fn truncate(&mut self, len: usize) {
+        if len < self.len() {
+            self.items.truncate(self.starts[len + 1] as usize);
+            self.starts.truncate(len + 1);
+        }
+    }
+
+    /// The token mask by brute force: bit `id % 32` of word `id / 32` is set for every normal token of
+    /// `vocab` whose bytes the grammar allows next, and for the EOS ids when the text so far is a sentence.
+    /// Walks the whole token trie, pushing and rolling back one byte per node (the reference the cached
+    /// lexeme masks are tested against).
     #[must_use]
-    pub fn token_mask(&self, vocab: &Vocabulary) -> Vec<u32> {
+    pub fn token_mask_reference(&self, vocab: &Vocabulary) -> Vec<u32> {
         let mut mask = vec![0u32; vocab.mask_words()];
         let mut walker = self.clone();
-        let base = walker.sets.len();
+        let base = walker.len();
         vocab.trie().walk_nested(
             0,
             |depth, byte| {
-                walker.sets.truncate(base + depth);
+                walker.truncate(base + depth);
                 walker.push(byte)
             },
             |ids| {
@@ -403,82 +257,120 @@ impl Recognizer {
         mask
     }
 
-    /// The Earley closure (prediction and completion) of `seed` as the set at position `self.sets.len()`.
-    fn close(&self, seed: Vec<Item>) -> Vec<Item> {
-        let here = self.sets.len() as u32;
-        let bnf = &*self.bnf;
-        let mut seen: FxHashSet<Item> = seed.iter().copied().collect();
-        let mut set = seed;
-        let mut i = 0;
-        while i < set.len() {
-            let item = set[i];
+    fn set_range(&self, k: usize) -> (usize, usize) {
+        let lo = self.starts[k] as usize;
+        let hi = self.starts.get(k + 1).map_or(self.items.len(), |&s| s as usize);
+        (lo, hi)
+    }
+
+    fn waits_for(&self, item: Item, symbol: Symbol) -> bool {
+        item.production < self.lexeme_base()
+            && self.bnf.productions[item.production as usize]
+                .rhs
+                .get(item.dot as usize)
+                == Some(&symbol)
+    }
+
+    /// Close the last set (its seed items already in place) under prediction and completion.
+    fn close_last_set(&mut self) {
+        let here_index = self.starts.len() - 1;
+        let here = here_index as u32;
+        let start = self.starts[here_index] as usize;
+        let base = self.lexeme_base();
+        let bnf = Arc::clone(&self.bnf);
+        self.seen.clear();
+        for j in start..self.items.len() {
+            self.seen.insert(self.items[j]);
+        }
+        let mut i = start;
+        while i < self.items.len() {
+            let item = self.items[i];
             i += 1;
-            let production = &bnf.productions[item.production as usize];
-            let mut add = |new: Item, set: &mut Vec<Item>| {
-                if seen.insert(new) {
-                    set.push(new);
+            if item.production >= base {
+                // a lexeme that can end here completes (one predicted here is nullable: handled below)
+                let dfa = bnf.lexeme(item.production - base);
+                if item.origin != here && dfa.is_accepting(item.dot) {
+                    self.complete(Symbol::Lexeme(item.production - base), item.origin, start);
                 }
-            };
+                continue;
+            }
+            let production = &bnf.productions[item.production as usize];
             match production.rhs.get(item.dot as usize) {
                 Some(&Symbol::Nonterminal(n)) => {
                     for &p in &bnf.by_lhs[n as usize] {
-                        add(
-                            Item {
-                                production: p,
-                                dot: 0,
-                                origin: here,
-                            },
-                            &mut set,
-                        );
+                        self.add(Item {
+                            production: p,
+                            dot: 0,
+                            origin: here,
+                        });
                     }
                     if bnf.nullable[n as usize] {
-                        add(
-                            Item {
-                                dot: item.dot + 1,
-                                ..item
-                            },
-                            &mut set,
-                        );
+                        self.add(Item {
+                            dot: item.dot + 1,
+                            ..item
+                        });
+                    }
+                }
+                Some(&Symbol::Lexeme(l)) => {
+                    let dfa = bnf.lexeme(l);
+                    self.add(Item {
+                        production: base + l,
+                        dot: dfa.start(),
+                        origin: here,
+                    });
+                    if dfa.is_accepting(dfa.start()) {
+                        self.add(Item {
+                            dot: item.dot + 1,
+                            ..item
+                        });
                     }
                 }
                 Some(Symbol::Bytes(..)) => {}
-                None => {
-                    // complete: advance every item at the origin waiting for this production's lhs
-                    let lhs = production.lhs;
-                    let waiting: Vec<Item> = if item.origin == here {
-                        set.clone()
-                    } else {
-                        self.sets[item.origin as usize].clone()
-                    };
-                    for parent in waiting {
-                        if bnf.productions[parent.production as usize]
-                            .rhs
-                            .get(parent.dot as usize)
-                            == Some(&Symbol::Nonterminal(lhs))
-                        {
-                            add(
-                                Item {
-                                    dot: parent.dot + 1,
-                                    ..parent
-                                },
-                                &mut set,
-                            );
-                        }
-                    }
-                }
+                None => self.complete(Symbol::Nonterminal(production.lhs), item.origin, start),
             }
         }
-        set
+    }
+
+    fn add(&mut self, item: Item) {
+        if self.seen.insert(item) {
+            self.items.push(item);
+        }
+    }
+
+    /// Advance every item of set `origin` that waits for `symbol` (which just completed in the set that
+    /// begins at `start`).
+    fn complete(&mut self, symbol: Symbol, origin: u32, start: usize) {
+        let (lo, hi) = if origin as usize == self.starts.len() - 1 {
+            (start, self.items.len())
+        } else {
+            self.set_range(origin as usize)
+        };
+        for j in lo..hi {
+            let parent = self.items[j];
+            if self.waits_for(parent, symbol) {
+                self.add(Item {
+                    dot: parent.dot + 1,
+                    ..parent
+                });
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::{ebnf, regex};
+    use super::super::lower::Bnf;
+    use super::super::{cfg::Expr, ebnf, regex};
     use super::*;
 
     fn recognizer(grammar: &str) -> Recognizer {
         Recognizer::new(Arc::new(Bnf::lower(&ebnf::parse(grammar).unwrap()).unwrap()))
+    }
+
+    fn byte_recognizer(grammar: &str) -> Recognizer {
+        Recognizer::new(Arc::new(
+            Bnf::lower_bytes(&ebnf::parse(grammar).unwrap()).unwrap(),
+        ))
     }
 
     fn accepts(r: &Recognizer, text: &[u8]) -> bool {
@@ -569,8 +461,8 @@ mod tests {
             ("root ::= x x?\nx ::= \"-\" | [bc] x", r"([bc]*-)([bc]*-)?"),
         ];
         for (grammar, pattern) in cases {
-            let r = recognizer(grammar);
-            assert_agrees_with_regex(&r, pattern, b"abc-", 6);
+            assert_agrees_with_regex(&recognizer(grammar), pattern, b"abc-", 6);
+            assert_agrees_with_regex(&byte_recognizer(grammar), pattern, b"abc-", 6);
         }
     }
 
@@ -586,8 +478,9 @@ mod tests {
         for pattern in patterns {
             let rules = super::super::cfg::tests_support::one_rule(Expr::from_regex(pattern).unwrap());
             let cfg = rules.finish("root").unwrap();
-            let r = Recognizer::new(Arc::new(Bnf::lower(&cfg).unwrap()));
-            assert_agrees_with_regex(&r, pattern, b"abcAB-_", 4);
+            for bnf in [Bnf::lower(&cfg).unwrap(), Bnf::lower_bytes(&cfg).unwrap()] {
+                assert_agrees_with_regex(&Recognizer::new(Arc::new(bnf)), pattern, b"abcAB-_", 4);
+            }
         }
         for (pattern, message) in [
             ("^a", "anchors"),
@@ -651,7 +544,7 @@ mod tests {
         ] {
             walker.rollback(walker.len()).unwrap();
             assert_eq!(walker.push_all(text.as_bytes()), Ok(()), "{text}");
-            let mask = walker.token_mask(&vocab);
+            let mask = walker.token_mask_reference(&vocab);
             for (id, token) in list.iter().enumerate() {
                 let expected = if id as u32 == eos {
                     walker.is_accepting()
@@ -684,5 +577,45 @@ mod tests {
         assert!(r.push(b'b'));
         assert!(r.is_accepting());
         assert!(r.rollback(3).is_err());
+    }
+
+    #[test]
+    fn lexemes_parse_exactly_what_byte_terminals_parse() {
+        // Lexemes that may end early or run on (`[a-b]+` next to `"b"`), nullable ones, a lexeme after a
+        // recursive rule, and ambiguity: the lexeme form accepts exactly the byte form's strings and
+        // allows exactly the same next bytes after every prefix.
+        let grammars = [
+            "root ::= [a-b]+ \"b\" [a-b]*",
+            "root ::= x*\nx ::= \"(\" x* \")\" | [ab]? \"-\"",
+            "root ::= (e \"+\")* e\ne ::= [a-b]+ | \"(\" root \")\"",
+            "root ::= a b\na ::= \"a\"* \nb ::= (\"a\" | \"b\")* | \"-\" root",
+        ];
+        for grammar in grammars {
+            let fast = recognizer(grammar);
+            let reference = byte_recognizer(grammar);
+            assert!(fast.bnf().num_lexemes() > 0, "{grammar}");
+            let mut accepted = 0;
+            for s in strings(b"ab()+-", 6) {
+                let (mut f, mut r) = (fast.clone(), reference.clone());
+                let (pf, pr) = (f.push_all(&s), r.push_all(&s));
+                assert_eq!(pf, pr, "{grammar}: {:?}", String::from_utf8_lossy(&s));
+                if pf.is_ok() {
+                    assert_eq!(
+                        f.is_accepting(),
+                        r.is_accepting(),
+                        "{grammar}: {:?}",
+                        String::from_utf8_lossy(&s)
+                    );
+                    assert_eq!(
+                        f.allowed_bytes(),
+                        r.allowed_bytes(),
+                        "{grammar}: {:?}",
+                        String::from_utf8_lossy(&s)
+                    );
+                    accepted += usize::from(f.is_accepting());
+                }
+            }
+            assert!(accepted > 3, "{grammar}: {accepted}");
+        }
     }
 }

@@ -13,6 +13,8 @@ pub mod bitmask;
 pub mod cfg;
 pub mod earley;
 pub mod ebnf;
+pub mod lexeme_masks;
+pub mod lower;
 pub mod matcher;
 pub mod regex;
 pub mod trie;
@@ -107,7 +109,7 @@ const SPARSE_MASK_MAX_IDS: usize = 128;
 
 /// One state's cached mask of normal tokens.
 #[derive(Debug)]
-enum StateMask {
+pub(crate) enum StateMask {
     /// The whole bitmask row.
     Dense(Box<[u32]>),
     /// The allowed ids, when there are few (the row is zero elsewhere).
@@ -115,12 +117,28 @@ enum StateMask {
 }
 
 impl StateMask {
-    fn from_row(row: Vec<u32>) -> Self {
+    pub(crate) fn from_row(row: Vec<u32>) -> Self {
         let ones: u32 = row.iter().map(|w| w.count_ones()).sum();
         if ones as usize <= SPARSE_MASK_MAX_IDS {
             StateMask::Sparse(bitmask::allowed_ids(&row).into_boxed_slice())
         } else {
             StateMask::Dense(row.into_boxed_slice())
+        }
+    }
+
+    /// Add the mask's tokens to `row`.
+    pub(crate) fn or_into(&self, row: &mut [u32]) {
+        match self {
+            StateMask::Dense(mask) => {
+                for (w, &m) in row.iter_mut().zip(mask.iter()) {
+                    *w |= m;
+                }
+            }
+            StateMask::Sparse(ids) => {
+                for &id in ids {
+                    row[id as usize >> 5] |= 1 << (id & 31);
+                }
+            }
         }
     }
 

@@ -148,6 +148,48 @@ impl TokenTrie {
 }
 
 impl TokenTrie {
+    /// Like [`walk`](Self::walk) from the root, and also reports each pruned node: `dead(node, path)` is
+    /// called where `step` refused node `node`'s byte, with `path[d]` the state after the first `d` bytes
+    /// of the node's prefix (`path[0]` is `root_state`; the node's own byte is not in it).
+    pub fn walk_reporting_dead<S: Copy>(
+        &self,
+        root_state: S,
+        mut step: impl FnMut(S, u8) -> Option<S>,
+        mut visit: impl FnMut(&[u32], S),
+        mut dead: impl FnMut(usize, &[S]),
+    ) {
+        let end = self.subtree_end[0] as usize;
+        let mut states = vec![root_state; self.max_depth + 1];
+        let mut i = 1;
+        while i < end {
+            let d = self.depth[i] as usize;
+            match step(states[d - 1], self.byte[i]) {
+                None => {
+                    dead(i, &states[..d]);
+                    i = self.subtree_end[i] as usize;
+                }
+                Some(s) => {
+                    states[d] = s;
+                    let (lo, hi) = (self.token_offsets[i] as usize, self.token_offsets[i + 1] as usize);
+                    if lo != hi {
+                        visit(&self.token_ids[lo..hi], s);
+                    }
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    /// Every token whose bytes start with node `node`'s prefix (the node's own tokens included).
+    #[must_use]
+    pub fn subtree_tokens(&self, node: usize) -> &[u32] {
+        let lo = self.token_offsets[node] as usize;
+        let hi = self.token_offsets[self.subtree_end[node] as usize] as usize;
+        &self.token_ids[lo..hi]
+    }
+}
+
+impl TokenTrie {
     /// Depth-first walk of the subtree below `root` for a matcher that keeps its own stack of states
     /// (a parser with rollback instead of a copyable automaton state).
     ///
