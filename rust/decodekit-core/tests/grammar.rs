@@ -46,7 +46,7 @@ proptest! {
         let grammar = Grammar::regex(&pattern, RegexLimits::default()).unwrap();
         let compiled = Arc::new(grammar.compile(Arc::clone(&vocab), Some(false)).unwrap());
         let mut matcher = Matcher::new(Arc::clone(&compiled));
-        let dfa = compiled.dfa();
+        let dfa = compiled.dfa().unwrap();
         let mut state = dfa.start();
         let mut history = Vec::new();
         for pick in walk.iter().map(Some).chain([None]) {

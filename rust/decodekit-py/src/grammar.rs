@@ -268,8 +268,13 @@ fn token_id(id: i64) -> PyResult<u32> {
 #[pyclass(frozen, module = "decodekit._core", name = "Grammar")]
 pub struct PyGrammar {
     inner: Grammar,
-    pattern: String,
-    limits: RegexLimits,
+    /// What the grammar was made from, to rebuild it when unpickled.
+    source: GrammarSource,
+}
+
+enum GrammarSource {
+    Regex { pattern: String, limits: RegexLimits },
+    Ebnf(String),
 }
 
 #[pymethods]
@@ -288,9 +293,28 @@ impl PyGrammar {
         let inner = detached(py, || Grammar::regex(&pattern, limits))?;
         Ok(PyGrammar {
             inner,
-            pattern,
-            limits,
+            source: GrammarSource::Regex { pattern, limits },
         })
+    }
+
+    /// A context-free grammar in GBNF, llama.cpp's format: ``name ::= alternatives`` rules with the start
+    /// rule ``root``; ``"literals"`` (with ``\\n``, ``\\t``, ``\\xHH``, ``\\uHHHH``, ``\\UHHHHHHHH``
+    /// escapes), character classes ``[a-z]`` / ``[^"]``, ``.``, groups, ``*`` ``+`` ``?`` ``{m}`` ``{m,}``
+    /// ``{m,n}`` ``{,n}``, ``#`` comments; a rule may span lines. Syntax errors, undefined rules and rules
+    /// that can never finish raise ``GrammarError`` with the line and column.
+    #[staticmethod]
+    fn ebnf(py: Python<'_>, text: String) -> PyResult<Self> {
+        let inner = detached(py, || Grammar::ebnf(&text))?;
+        Ok(PyGrammar {
+            inner,
+            source: GrammarSource::Ebnf(text),
+        })
+    }
+
+    /// Whether this is a context-free grammar (``ebnf``) rather than a regular one (``regex``).
+    #[getter]
+    fn is_context_free(&self) -> bool {
+        self.inner.is_context_free()
     }
 
     /// Pair the grammar with ``vocab``. ``precompute=True`` computes every state's token mask now (on the
@@ -312,25 +336,37 @@ impl PyGrammar {
         })
     }
 
-    /// Number of live automaton states.
+    /// Number of live automaton states (of all lexeme automata, for a context-free grammar).
     #[getter]
     fn num_states(&self) -> usize {
         self.inner.num_states()
     }
 
     fn __repr__(&self) -> String {
-        format!("Grammar.{}", self.inner.description().replacen(' ', "(", 1) + ")")
+        match &self.source {
+            GrammarSource::Regex { pattern, .. } => format!("Grammar.regex({pattern:?})"),
+            GrammarSource::Ebnf(_) => format!("Grammar.ebnf(<{}>)", self.inner.description()),
+        }
     }
 
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
         let py = slf.py();
         let me = slf.get();
-        let partial = py.import("functools")?.getattr("partial")?;
-        let kwargs = pyo3::types::PyDict::new(py);
-        kwargs.set_item("max_automaton_bytes", me.limits.max_automaton_bytes)?;
-        kwargs.set_item("max_states", me.limits.max_states)?;
-        let build = partial.call((slf.as_any().get_type().getattr("regex")?,), Some(&kwargs))?;
-        Ok((build, (me.pattern.clone(),).into_pyobject(py)?.into_any()))
+        let cls = slf.as_any().get_type();
+        match &me.source {
+            GrammarSource::Regex { pattern, limits } => {
+                let partial = py.import("functools")?.getattr("partial")?;
+                let kwargs = pyo3::types::PyDict::new(py);
+                kwargs.set_item("max_automaton_bytes", limits.max_automaton_bytes)?;
+                kwargs.set_item("max_states", limits.max_states)?;
+                let build = partial.call((cls.getattr("regex")?,), Some(&kwargs))?;
+                Ok((build, (pattern.clone(),).into_pyobject(py)?.into_any()))
+            }
+            GrammarSource::Ebnf(text) => Ok((
+                cls.getattr("ebnf")?,
+                (text.clone(),).into_pyobject(py)?.into_any(),
+            )),
+        }
     }
 }
 
@@ -352,13 +388,14 @@ impl PyCompiledGrammar {
         }
     }
 
-    /// Number of live automaton states.
+    /// Number of live automaton states (of all lexeme automata, for a context-free grammar).
     #[getter]
     fn num_states(&self) -> usize {
-        self.inner.dfa().num_states()
+        self.inner.num_states()
     }
 
-    /// Number of states whose token mask has been computed so far.
+    /// Number of states whose token mask has been computed so far (lexeme states, for a context-free
+    /// grammar).
     #[getter]
     fn num_cached_masks(&self) -> usize {
         self.inner.num_cached_masks()
@@ -368,7 +405,7 @@ impl PyCompiledGrammar {
         format!(
             "CompiledGrammar({}, states={}, vocab size={})",
             self.description,
-            self.inner.dfa().num_states(),
+            self.inner.num_states(),
             self.inner.vocab().size()
         )
     }
@@ -442,7 +479,7 @@ fn check_width(words: usize, grammar: &CompiledGrammar, name: &str) -> PyResult<
 /// 0.2 µs at 128k tokens, costs less than releasing and re-taking the GIL), else detached, since the
 /// first visit of a state walks the token trie.
 fn fill_row(py: Python<'_>, matcher: &Matcher, row: &mut [u32]) -> PyResult<()> {
-    if matcher.position().is_cached() {
+    if matcher.is_mask_cached() {
         matcher.fill_next_token_bitmask(row);
         return Ok(());
     }
@@ -532,7 +569,7 @@ impl PyMatcher {
     }
 
     /// Whether ``token`` would be accepted now (nothing changes).
-    fn is_allowed(&self, token: i64) -> PyResult<bool> {
+    fn is_allowed(&mut self, token: i64) -> PyResult<bool> {
         core(self.inner.is_allowed(token_id(token)?))
     }
 
@@ -562,6 +599,43 @@ impl PyMatcher {
     /// reach past the forced bytes.
     fn forced_tokens(&self) -> Vec<u32> {
         self.inner.forced_tokens()
+    }
+
+    /// Fill row ``i`` of ``bitmask`` (int32 ``[rows >= tree.num_nodes, ceil(V/32)]``) with the mask after
+    /// the path from the root to node ``i`` of the draft ``tree``, and return a bool array saying which
+    /// nodes are grammatical (every token on their path allowed). Node 0 is the root: the position the
+    /// matcher is at now (the root's token is not read). Rows of ungrammatical nodes are all zero, so a
+    /// drafter can prune them before verification and the verifier can mask the target logits of every
+    /// node. The matcher ends where it started.
+    fn fill_draft_tree_bitmasks<'py>(
+        &mut self,
+        py: Python<'py>,
+        tree: &crate::tree::PyDraftTree,
+        bitmask: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, numpy::PyArray1<bool>>> {
+        let n = tree.inner.num_nodes();
+        let mask = bitmask_arg(bitmask, "bitmask")?;
+        check_width(mask.words, self.inner.grammar(), "bitmask")?;
+        if mask.rows < n {
+            return Err(invalid_input(format!(
+                "bitmask has {} rows for a draft tree of {n} nodes",
+                mask.rows
+            )));
+        }
+        let tokens = tree
+            .inner
+            .tokens()
+            .iter()
+            .map(|&t| u32::try_from(t).map_err(|_| invalid_input(format!("tree token {t} is negative"))))
+            .collect::<PyResult<Vec<u32>>>()?;
+        let words = mask.words;
+        let mut array = writable(&mask, "bitmask")?;
+        let out = &mut as_words_mut(array.as_slice_mut().expect("checked C-contiguous"))[..n * words];
+        let matcher = &mut self.inner;
+        let grammatical = detached(py, || {
+            matcher.fill_draft_tree_bitmasks(&tokens, tree.inner.parents(), out)
+        })?;
+        Ok(numpy::IntoPyArray::into_pyarray(grammatical, py))
     }
 
     /// Back to the start of the grammar.

@@ -74,6 +74,24 @@ impl LexemeMasks {
         self.cells.iter().flatten().filter(|c| c.get().is_some()).count()
     }
 
+    /// Total automaton states over all lexemes.
+    #[must_use]
+    pub fn num_states(&self) -> usize {
+        self.cells.iter().map(|c| c.len() - 1).sum()
+    }
+
+    /// Compute every `(lexeme, state)` entry now, on the library's thread pool.
+    pub fn precompute(&self) -> crate::error::Result<()> {
+        let all: Vec<(u32, u32)> = (0..self.bnf.num_lexemes() as u32)
+            .flat_map(|l| self.bnf.lexeme(l).live_states().map(move |s| (l, s)))
+            .collect();
+        crate::parallel::map_rows(all.len(), |i| {
+            let _ = self.cell(all[i].0, all[i].1);
+            Ok(())
+        })?;
+        Ok(())
+    }
+
     fn cell(&self, lexeme: u32, state: u32) -> &LexemeStateMask {
         let dfa = self.bnf.lexeme(lexeme);
         self.cells[lexeme as usize][dfa.index(state)].get_or_init(|| Box::new(self.compute(lexeme, state)))

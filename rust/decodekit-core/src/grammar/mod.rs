@@ -27,6 +27,10 @@ pub use regex::RegexLimits;
 pub use vocab::{EosChoice, TokenKind, Vocabulary};
 
 use crate::error::Result;
+use cfg::Cfg;
+use earley::Recognizer;
+use lexeme_masks::LexemeMasks;
+use lower::Bnf;
 use regex::{ByteDfa, DEAD};
 
 /// Masks of all states are precomputed at compile time when they fit in this many bytes (a 128k-token
@@ -37,7 +41,15 @@ pub const AUTO_PRECOMPUTE_BYTES: usize = 32 << 20;
 #[derive(Debug, Clone)]
 pub struct Grammar {
     description: String,
-    dfa: Arc<ByteDfa>,
+    kind: GrammarKind,
+}
+
+#[derive(Debug, Clone)]
+enum GrammarKind {
+    /// A regular language, as one automaton.
+    Regex(Arc<ByteDfa>),
+    /// A context-free grammar, for the Earley parser over lexemes.
+    Cfg(Arc<Bnf>),
 }
 
 impl Grammar {
@@ -48,8 +60,23 @@ impl Grammar {
         let dfa = regex::compile(&hir, limits)?;
         Ok(Grammar {
             description: format!("regex {pattern:?}"),
-            dfa: Arc::new(dfa),
+            kind: GrammarKind::Regex(Arc::new(dfa)),
         })
+    }
+
+    /// A context-free grammar (see [`cfg::Cfg`]); `description` is what [`description`](Self::description)
+    /// reports.
+    pub fn cfg(cfg: &Cfg, description: String) -> Result<Self> {
+        Ok(Grammar {
+            description,
+            kind: GrammarKind::Cfg(Arc::new(Bnf::lower(cfg)?)),
+        })
+    }
+
+    /// A grammar in GBNF, llama.cpp's format (see [`ebnf`]); the start rule is `root`.
+    pub fn ebnf(text: &str) -> Result<Self> {
+        let cfg = ebnf::parse(text)?;
+        Self::cfg(&cfg, format!("GBNF grammar of {} rules", cfg.rules().len()))
     }
 
     /// A short human-readable description (`regex "..."`).
@@ -58,49 +85,83 @@ impl Grammar {
         &self.description
     }
 
-    /// Number of live automaton states.
+    /// Whether this is a context-free grammar (parsed) rather than a regular one (one automaton).
     #[must_use]
-    pub fn num_states(&self) -> usize {
-        self.dfa.num_states()
+    pub fn is_context_free(&self) -> bool {
+        matches!(self.kind, GrammarKind::Cfg(_))
     }
 
-    /// Whether [`compile`](Self::compile) precomputes every mask when not told: when they take at most
-    /// [`AUTO_PRECOMPUTE_BYTES`] together.
+    /// Number of live automaton states: of the regex automaton, or of all lexeme automata of a
+    /// context-free grammar.
+    #[must_use]
+    pub fn num_states(&self) -> usize {
+        match &self.kind {
+            GrammarKind::Regex(dfa) => dfa.num_states(),
+            GrammarKind::Cfg(bnf) => (0..bnf.num_lexemes() as u32)
+                .map(|l| bnf.lexeme(l).num_states())
+                .sum(),
+        }
+    }
+
+    /// Whether [`compile`](Self::compile) precomputes every mask when not told: for a regular grammar
+    /// when they take at most [`AUTO_PRECOMPUTE_BYTES`] together; never for a context-free one, whose
+    /// caches fill as sequences reach lexeme states.
     #[must_use]
     pub fn precompute_by_default(&self, vocab: &Vocabulary) -> bool {
-        self.dfa.num_states().saturating_mul(vocab.mask_words() * 4) <= AUTO_PRECOMPUTE_BYTES
+        match &self.kind {
+            GrammarKind::Regex(dfa) => {
+                dfa.num_states().saturating_mul(vocab.mask_words() * 4) <= AUTO_PRECOMPUTE_BYTES
+            }
+            GrammarKind::Cfg(_) => false,
+        }
     }
 
     /// Pair the grammar with a vocabulary. With `precompute`, every state's token mask is computed now
     /// (on the library's thread pool), so no later mask costs more than a copy; otherwise each state's mask
     /// is computed the first time a sequence reaches it. `None` chooses by
-    /// [`precompute_by_default`](Self::precompute_by_default).
+    /// [`precompute_by_default`](Self::precompute_by_default). For a context-free grammar `precompute`
+    /// fills the cache of every lexeme state.
     pub fn compile(&self, vocab: Arc<Vocabulary>, precompute: Option<bool>) -> Result<CompiledGrammar> {
         let precompute = precompute.unwrap_or_else(|| self.precompute_by_default(&vocab));
-        let masks = (0..=self.dfa.num_states()).map(|_| OnceLock::new()).collect();
-        let compiled = CompiledGrammar {
-            vocab,
-            dfa: Arc::clone(&self.dfa),
-            masks,
+        let engine = match &self.kind {
+            GrammarKind::Regex(dfa) => Engine::Regex {
+                dfa: Arc::clone(dfa),
+                masks: (0..=dfa.num_states()).map(|_| OnceLock::new()).collect(),
+            },
+            GrammarKind::Cfg(bnf) => Engine::Cfg(LexemeMasks::new(Arc::clone(bnf), Arc::clone(&vocab))),
         };
+        let compiled = CompiledGrammar { vocab, engine };
         if precompute {
-            let states: Vec<u32> = compiled.dfa.live_states().collect();
-            crate::parallel::map_rows(states.len(), |i| {
-                let _ = compiled.state_mask(states[i]);
-                Ok(())
-            })?;
+            match &compiled.engine {
+                Engine::Regex { dfa, .. } => {
+                    let states: Vec<u32> = dfa.live_states().collect();
+                    crate::parallel::map_rows(states.len(), |i| {
+                        let _ = compiled.state_mask(states[i]);
+                        Ok(())
+                    })?;
+                }
+                Engine::Cfg(masks) => masks.precompute()?,
+            }
         }
         Ok(compiled)
     }
 }
 
-/// A grammar paired with a vocabulary: frozen, thread-safe, with per-state token masks cached.
+/// A grammar paired with a vocabulary: frozen, thread-safe, with token masks cached.
 #[derive(Debug)]
 pub struct CompiledGrammar {
     vocab: Arc<Vocabulary>,
-    dfa: Arc<ByteDfa>,
-    /// Normal-token masks by dense state index; EOS bits are added when a row is filled.
-    masks: Vec<OnceLock<StateMask>>,
+    engine: Engine,
+}
+
+#[derive(Debug)]
+enum Engine {
+    Regex {
+        dfa: Arc<ByteDfa>,
+        /// Normal-token masks by dense state index; EOS bits are added when a row is filled.
+        masks: Vec<OnceLock<StateMask>>,
+    },
+    Cfg(LexemeMasks),
 }
 
 /// States that allow at most this many tokens keep their ids instead of a row: clearing a row and
@@ -163,27 +224,71 @@ impl CompiledGrammar {
         &self.vocab
     }
 
-    /// The automaton.
+    /// The automaton of a regular grammar (`None` for a context-free one).
     #[must_use]
-    pub fn dfa(&self) -> &ByteDfa {
-        &self.dfa
+    pub fn dfa(&self) -> Option<&ByteDfa> {
+        match &self.engine {
+            Engine::Regex { dfa, .. } => Some(dfa),
+            Engine::Cfg(_) => None,
+        }
+    }
+
+    /// The productions and lexemes of a context-free grammar (`None` for a regular one).
+    #[must_use]
+    pub fn bnf(&self) -> Option<&Arc<Bnf>> {
+        match &self.engine {
+            Engine::Regex { .. } => None,
+            Engine::Cfg(masks) => Some(masks.bnf()),
+        }
+    }
+
+    /// Total automaton states (as [`Grammar::num_states`]).
+    #[must_use]
+    pub fn num_states(&self) -> usize {
+        match &self.engine {
+            Engine::Regex { dfa, .. } => dfa.num_states(),
+            Engine::Cfg(masks) => masks.num_states(),
+        }
     }
 
     /// Number of states whose mask has been computed so far.
     #[must_use]
     pub fn num_cached_masks(&self) -> usize {
-        self.masks.iter().filter(|m| m.get().is_some()).count()
+        match &self.engine {
+            Engine::Regex { masks, .. } => masks.iter().filter(|m| m.get().is_some()).count(),
+            Engine::Cfg(masks) => masks.num_cached(),
+        }
     }
 
-    /// Whether the mask of `state` is already computed (filling it is then a copy).
+    /// Whether the mask of regex `state` is already computed (filling it is then a copy).
     #[must_use]
     pub fn is_cached(&self, state: u32) -> bool {
-        state == DEAD || self.masks[self.dfa.index(state)].get().is_some()
+        match &self.engine {
+            Engine::Regex { dfa, masks } => state == DEAD || masks[dfa.index(state)].get().is_some(),
+            Engine::Cfg(_) => false,
+        }
+    }
+
+    /// The masks of a context-free grammar.
+    pub(crate) fn lexeme_masks(&self) -> Option<&LexemeMasks> {
+        match &self.engine {
+            Engine::Regex { .. } => None,
+            Engine::Cfg(masks) => Some(masks),
+        }
+    }
+
+    /// The regex automaton and its mask cache; callers only reach here for a regular grammar.
+    fn regex_parts(&self) -> (&ByteDfa, &[OnceLock<StateMask>]) {
+        match &self.engine {
+            Engine::Regex { dfa, masks } => (dfa, masks),
+            Engine::Cfg(_) => unreachable!("a regex state of a context-free grammar"),
+        }
     }
 
     /// The normal tokens allowed in `state`, computed once and cached.
     fn state_mask(&self, state: u32) -> &StateMask {
-        self.masks[self.dfa.index(state)].get_or_init(|| StateMask::from_row(self.compute_mask(state)))
+        let (dfa, masks) = self.regex_parts();
+        masks[dfa.index(state)].get_or_init(|| StateMask::from_row(self.compute_mask(state)))
     }
 
     /// The normal tokens allowed in `state` as one bitmask row without EOS (`ceil(size/32)` words).
@@ -199,7 +304,7 @@ impl CompiledGrammar {
         if state == DEAD {
             return mask;
         }
-        let dfa = &*self.dfa;
+        let (dfa, _) = self.regex_parts();
         self.vocab.trie().walk(
             0,
             state,
@@ -216,7 +321,25 @@ impl CompiledGrammar {
         mask
     }
 
-    /// Write the mask of `state` into `row` (at least `vocab.mask_words()` words; the rest are cleared).
+    /// Write the mask of a context-free grammar's parser into `row`, as [`fill_row`](Self::fill_row).
+    pub(crate) fn fill_row_cfg(&self, parser: &Recognizer, terminated: bool, row: &mut [u32]) {
+        let words = self.vocab.mask_words();
+        if terminated {
+            row.fill(0);
+        } else {
+            if let Some(masks) = self.lexeme_masks() {
+                masks.fill(parser, row);
+            }
+            row[words..].fill(0);
+        }
+        if terminated || parser.is_accepting() {
+            for &id in self.vocab.eos_ids() {
+                row[id as usize >> 5] |= 1 << (id & 31);
+            }
+        }
+    }
+
+    /// Write the mask of regex `state` into `row` (at least `vocab.mask_words()` words; the rest are cleared).
     /// EOS is allowed at accepting states; when `terminated`, only EOS is allowed.
     pub fn fill_row(&self, state: u32, terminated: bool, row: &mut [u32]) {
         let words = self.vocab.mask_words();
@@ -227,7 +350,7 @@ impl CompiledGrammar {
             self.state_mask(state).write(&mut row[..words]);
             row[words..].fill(0);
         }
-        if terminated || (state != DEAD && self.dfa.is_accepting(state)) {
+        if terminated || (state != DEAD && self.regex_parts().0.is_accepting(state)) {
             for &id in self.vocab.eos_ids() {
                 row[id as usize >> 5] |= 1 << (id & 31);
             }
@@ -259,9 +382,9 @@ mod tests {
         for precompute in [false, true] {
             let c = g.compile(Arc::clone(&v), Some(precompute)).unwrap();
             let mut row = vec![u32::MAX; 3];
-            c.fill_row(c.dfa().start(), false, &mut row);
+            c.fill_row(c.dfa().unwrap().start(), false, &mut row);
             assert_eq!(allowed(&row), vec![0, 1, 5]);
-            let s = c.dfa().run(c.dfa().start(), b"1");
+            let s = c.dfa().unwrap().run(c.dfa().unwrap().start(), b"1");
             c.fill_row(s, false, &mut row);
             // After a digit the text matches: EOS (id 7) too; the literal "<eos>" text (6) never.
             assert_eq!(allowed(&row), vec![0, 1, 5, 7]);
@@ -287,17 +410,17 @@ mod tests {
         for (pattern, expected_count) in [("[0-9]+", 110), ("[0-9a-h]*", 342), ("a[0-9]", 11)] {
             let g = Grammar::regex(pattern, RegexLimits::default()).unwrap();
             let c = g.compile(Arc::clone(&vocab), Some(true)).unwrap();
-            let start = c.dfa().start();
+            let start = c.dfa().unwrap().start();
             let mut row = vec![u32::MAX; vocab.mask_words() + 1];
             c.fill_row(start, false, &mut row);
             let ids = allowed(&row);
             let normal: Vec<u32> = ids.iter().copied().filter(|&i| i != eos).collect();
             assert_eq!(normal.len(), expected_count, "{pattern}");
             for id in 0..eos {
-                let viable = c.dfa().run(start, vocab.token_bytes(id as usize)) != DEAD;
+                let viable = c.dfa().unwrap().run(start, vocab.token_bytes(id as usize)) != DEAD;
                 assert_eq!(normal.contains(&id), viable, "{pattern}: token {id}");
             }
-            assert_eq!(ids.contains(&eos), c.dfa().is_accepting(start));
+            assert_eq!(ids.contains(&eos), c.dfa().unwrap().is_accepting(start));
             assert_eq!(*row.last().unwrap(), 0);
         }
     }
