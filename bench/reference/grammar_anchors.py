@@ -103,6 +103,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AnchorVocab",
+    "LlguidanceGrammar",
     "LlguidanceRegex",
     "OutlinesRegex",
     "anchor_versions",
@@ -272,25 +273,34 @@ def llguidance_grammar(pattern: str) -> str:
     return '%llguidance {"no_forcing": true}\nstart: /' + llguidance.regex_to_lark(pattern) + "/\n"
 
 
-class LlguidanceRegex:
-    """Full-match regex constraint driven by llguidance's ``LLMatcher`` (see the module docstring)."""
+class LlguidanceGrammar:
+    """Any llguidance grammar (lark text or a serialized ``TopLevelGrammar``) driven by ``LLMatcher``, with
+    the EOS and error handling described in the module docstring. :class:`LlguidanceRegex` and the
+    JSON-schema adapter of :mod:`bench.reference.json_anchors` only differ in the grammar text."""
 
     def __init__(
-        self, vocab: AnchorVocab, pattern: str, *, limits: llguidance.LLParserLimits | None = None
+        self,
+        vocab: AnchorVocab,
+        grammar: str,
+        *,
+        limits: llguidance.LLParserLimits | None = None,
+        what: str | None = None,
     ) -> None:
-        """Compile ``pattern`` (the ``LLTokenizer`` for ``vocab`` is built first if not cached yet)."""
+        """Compile ``grammar`` (the ``LLTokenizer`` for ``vocab`` is built first if not cached yet).
+
+        ``what`` names the source (pattern, schema) in the error raised when llguidance rejects it.
+        """
         import llguidance
         from llguidance.numpy import fill_next_token_bitmask
 
         self.vocab = vocab
-        self.pattern = pattern
+        self.grammar = grammar
         self._fill = fill_next_token_bitmask
         tokenizer = llguidance_tokenizer(vocab)
-        self._matcher = llguidance.LLMatcher(
-            tokenizer, llguidance_grammar(pattern), log_level=0, limits=limits
-        )
+        self._matcher = llguidance.LLMatcher(tokenizer, grammar, log_level=0, limits=limits)
         if self._matcher.is_error():
-            raise ValueError(f"llguidance rejected {pattern!r}: {self._matcher.get_error()}")
+            source = grammar if what is None else what
+            raise ValueError(f"llguidance rejected {source!r}: {self._matcher.get_error()}")
         self._n_consumed = 0
         self._ended = False
 
@@ -340,6 +350,17 @@ class LlguidanceRegex:
             raise RuntimeError(f"llguidance: rollback failed: {self._matcher.get_error()}")
         self._ended = False
         self._n_consumed -= n
+
+
+class LlguidanceRegex(LlguidanceGrammar):
+    """Full-match regex constraint driven by llguidance's ``LLMatcher`` (see the module docstring)."""
+
+    def __init__(
+        self, vocab: AnchorVocab, pattern: str, *, limits: llguidance.LLParserLimits | None = None
+    ) -> None:
+        """Compile ``pattern`` (the ``LLTokenizer`` for ``vocab`` is built first if not cached yet)."""
+        self.pattern = pattern
+        super().__init__(vocab, llguidance_grammar(pattern), limits=limits, what=pattern)
 
 
 def _eos_only(out: Int32Array, eos_id: int) -> None:

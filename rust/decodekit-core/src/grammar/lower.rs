@@ -167,7 +167,11 @@ fn nullable_set(productions: &[Production], lexemes: &[ByteDfa], count: usize) -
 }
 
 /// For each rule, its expansion with every rule reference inlined, when the rule is not recursive (it
-/// reaches no cycle) and the expansion is small enough; `None` otherwise.
+/// reaches no cycle), the expansion is small enough and it has no unbounded repetition; `None` otherwise.
+///
+/// Rules with an unbounded repetition (strings, numbers, identifiers, whitespace) stay nonterminals, each
+/// its own lexeme: merged into the lexemes around every use they would get separate automaton states per
+/// use, and every one of those states would need its own token-mask walk.
 fn inline_rules(cfg: &Cfg) -> Vec<Option<Expr>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
@@ -202,7 +206,8 @@ fn inline_rules(cfg: &Cfg) -> Vec<Option<Expr>> {
                 .any(|&r| r == i || stack.contains(&r) || inlined[r].is_none());
             if !recursive {
                 let mut budget = MAX_INLINED_NODES;
-                inlined[i] = substitute(&rules[i].expr, &inlined, &mut budget);
+                inlined[i] = substitute(&rules[i].expr, &inlined, &mut budget)
+                    .filter(|expr| !has_unbounded_repeat(expr));
             }
         }
     }
@@ -247,6 +252,15 @@ fn substitute(expr: &Expr, inlined: &[Option<Expr>], budget: &mut usize) -> Opti
         },
         other => other.clone(),
     })
+}
+
+fn has_unbounded_repeat(expr: &Expr) -> bool {
+    match expr {
+        Expr::Repeat { max: None, .. } => true,
+        Expr::Repeat { expr, .. } => has_unbounded_repeat(expr),
+        Expr::Seq(parts) | Expr::Alt(parts) => parts.iter().any(has_unbounded_repeat),
+        _ => false,
+    }
 }
 
 fn node_count(expr: &Expr) -> usize {
