@@ -13,6 +13,7 @@ pub mod bitmask;
 pub mod cfg;
 pub mod earley;
 pub mod ebnf;
+pub mod lark;
 pub mod lexeme_masks;
 pub mod lower;
 pub mod matcher;
