@@ -14,6 +14,7 @@ pub mod cfg;
 pub mod earley;
 pub mod ebnf;
 pub mod json_schema;
+pub mod lark;
 pub mod lexeme_masks;
 pub mod lower;
 pub mod matcher;
