@@ -379,7 +379,12 @@ def tables(results: Sequence[SchemaResult], shown: Sequence[str], skipped: dict[
     out += ["", "**Per-token mask time along the instances, µs** (overall: every fill pooled)", ""]
     columns = [f"{e} {q}" for e in shown for q in ("median", "p99")]
     out += _header(
-        ["schema", "fills", *columns, *(f"{a}/{b} {q}" for a, b in pairs for q in ("median", "p99"))]
+        [
+            "schema",
+            "fills per round",
+            *columns,
+            *(f"{a}/{b} {q}" for a, b in pairs for q in ("median", "p99")),
+        ]
     )
     for name, fills, stats, refused in rows:
         cells = [cell(stats, refused, e, attr) for e in shown for attr in ("median_us", "p99_us")]
@@ -464,7 +469,10 @@ def main(argv: list[str] | None = None) -> None:
     if set(wanted) - set(ENGINES):
         parser.error(f"engines are {ENGINES}")
     cases = [SCHEMAS[n] for n in names]
-    check_corpus(cases)
+    try:
+        check_corpus(cases)
+    except ModuleNotFoundError as e:
+        raise SystemExit(f"{e.name} is needed to validate the corpus: pip install jsonschema") from e
 
     from tests.vocabularies import llama3_special_tokens
 

@@ -250,3 +250,48 @@ def test_rollback_copy_and_pickle() -> None:
 def test_grammar_errors_name_the_place(text: str, message: str) -> None:
     with pytest.raises(dk.GrammarError, match=message.replace("(", r"\(")):
         dk.Grammar.ebnf(text)
+
+
+LARK_JSON = r"""
+?start: value
+?value: object | array | string | SIGNED_NUMBER -> number | "true" | "false" | "null"
+array  : "[" [value ("," value)*] "]"
+object : "{" [pair ("," pair)*] "}"
+pair   : string ":" value
+string : ESCAPED_STRING
+%import common.ESCAPED_STRING
+%import common.SIGNED_NUMBER
+%import common.WS
+%ignore WS
+"""
+
+
+def test_lark_grammars_mask_like_the_brute_force() -> None:
+    vocab = vocabularies.load("gpt2").vocab
+    grammar = dk.Grammar.lark(LARK_JSON)
+    assert grammar.is_context_free
+    matcher = dk.Matcher(grammar.compile(vocab))
+    text = '{"a": [1, -2.5e3, {"b": null}], "c" : "x\\"y"}'
+    tokens = greedy_tokenize("gpt2", text.encode())
+    for step, token in enumerate(tokens):
+        if step % 4 == 0:
+            assert_mask_matches(matcher, vocab.size, f"lark json after token {step}")
+        assert matcher.accept_token(token), step
+    assert matcher.is_accepting()
+    assert pickle.loads(pickle.dumps(grammar)).num_states == grammar.num_states
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("start: a", "undefined rule"),
+        ('start: "a"\n%declare X', "line 2"),
+        ("start: /a(?=b)/", "look-around"),
+        ('start: "a" "b" (', "line 1"),
+        ('rule: "a"', 'no rule named "start"'),
+        ("%import common.NOPE\nstart: NOPE", "NOPE"),
+    ],
+)
+def test_lark_errors_name_the_place(text: str, message: str) -> None:
+    with pytest.raises(dk.GrammarError, match=message):
+        dk.Grammar.lark(text)

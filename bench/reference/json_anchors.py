@@ -7,7 +7,11 @@ or boolean) and expose compile (the constructor), ``fill_bitmask``, ``consume``,
 succeeds iff the text so far is a complete instance, the mask is then ``{EOS}``). Both are configured to
 the semantics of decodekit's ``Grammar.json_schema(..., whitespace="compact", strict=True)``: no whitespace
 anywhere, separators exactly ``,`` and ``:`` (the text of ``json.dumps(x, separators=(",", ":"),
-ensure_ascii=False)``), object properties in the schema's ``properties`` order, optional ones omissible.
+ensure_ascii=False)``), object properties in the schema's ``properties`` order, optional ones omissible,
+and JSON Schema's own defaults otherwise (an object without ``additionalProperties`` is open, a
+``prefixItems`` tuple without ``items`` takes any further items). decodekit's ``strict=True`` is about
+keywords, not objects: a keyword it does not enforce is refused. llguidance does the same by default
+(its ``lenient`` option is off: "Unimplemented keys" is an error); xgrammar has no such switch.
 
 How each library is driven
 --------------------------
@@ -30,18 +34,18 @@ How each library is driven
   tokens' own text (``<|eot_id|>``) it allows them inside JSON strings, as ordinary text. One
   ``GrammarCompiler`` per vocabulary (``cache_enabled=False``, so every compile is a fresh one; thread
   count :data:`XGRAMMAR_COMPILE_THREADS`, xgrammar's default). Compile is
-  ``compile_json_schema(schema_text, any_whitespace=False, separators=(",", ":"), strict_mode=True)``;
-  the state lives in a ``GrammarMatcher``; masks are written by ``GrammarMatcher.fill_next_token_bitmask``
-  into the caller's numpy row (DLPack).
+  ``compile_json_schema(schema_text, any_whitespace=False, separators=(",", ":"), strict_mode=False)``:
+  xgrammar's ``strict_mode`` (its default, True) would close every object and tuple that does not say
+  otherwise (``unevaluatedProperties`` / ``unevaluatedItems`` false), which is not JSON Schema's meaning
+  and not decodekit's. The state lives in a ``GrammarMatcher``; masks are written by
+  ``GrammarMatcher.fill_next_token_bitmask`` into the caller's numpy row (DLPack).
 
 Known differences (the benchmark counts mask disagreements as a diagnostic)
 ---------------------------------------------------------------------------
-* **Open vs closed objects.** xgrammar's ``strict_mode`` (like decodekit's ``strict``) closes every object
-  and tuple that does not say otherwise; llguidance follows JSON Schema (``additionalProperties``
-  defaults to true) and has no ``unevaluatedProperties`` ("Unimplemented keys"). The corpus
-  (:mod:`bench.reference.json_schemas`) therefore says ``additionalProperties: false`` / ``items: false``
-  wherever it means closed; an explicit ``additionalProperties: true`` stays open in xgrammar's strict
-  mode too.
+* **Open vs closed objects.** All three follow JSON Schema here (``additionalProperties`` defaults to
+  true), but an open object admits any further key with any JSON value, which is a large language; the
+  corpus (:mod:`bench.reference.json_schemas`) says ``additionalProperties: false`` / ``items: false``
+  wherever it means closed. Neither llguidance nor decodekit implements ``unevaluatedProperties``.
 * **allOf.** llguidance intersects the branches (keys in branch order). xgrammar 0.2.9 warns "Support for
   allOf with multiple options is still ongoing" and accepts any key order and extra keys there.
 * **Boolean subschemas.** xgrammar refuses a property whose schema is ``false`` ("Schema 'false' cannot
@@ -169,10 +173,10 @@ def xgrammar_compiler(vocab: AnchorVocab) -> xgrammar.GrammarCompiler:
 
 
 def xgrammar_compile(vocab: AnchorVocab, schema: JsonSchema) -> xgrammar.CompiledGrammar:
-    """``compile_json_schema`` with compact whitespace, ``,``/``:`` separators and strict mode."""
+    """``compile_json_schema`` with compact whitespace, ``,``/``:`` separators, JSON Schema's defaults."""
     compiler = xgrammar_compiler(vocab)
     return compiler.compile_json_schema(
-        schema_text(schema), any_whitespace=False, separators=(",", ":"), strict_mode=True
+        schema_text(schema), any_whitespace=False, separators=(",", ":"), strict_mode=False
     )
 
 

@@ -13,10 +13,10 @@ of ``json.dumps(value, separators=(",", ":"), ensure_ascii=False)``: no whitespa
 characters unescaped.
 
 Every object that is meant to be closed says ``"additionalProperties": false`` and every closed tuple says
-``"items": false``, so the language does not depend on an engine's "strict" default (xgrammar and
-decodekit close objects by default, llguidance follows the JSON-Schema default of open objects). The
-exceptions are deliberate and named in the schemas' descriptions: ``allOf`` (where a closed branch would
-reject the other branch's keys) and the explicitly open objects of ``additional_properties``.
+``"items": false``: an open object (JSON Schema's default) admits any further key with any value, and
+engines differ in how they close objects (xgrammar's ``strict_mode``). The exceptions are deliberate and
+named in the schemas' descriptions: ``allOf`` (where a closed branch would reject the other branch's
+keys) and the explicitly open objects of ``additional_properties``.
 
 :func:`check_corpus` validates every instance against its schema with the ``jsonschema`` package (draft
 2020-12, formats checked) and checks the key order; the benchmark harness calls it before measuring.

@@ -2,7 +2,7 @@
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, final, overload
+from typing import Any, Literal, final, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -461,6 +461,16 @@ class Grammar:
     def regex(pattern: str, *, max_automaton_bytes: int = 67108864, max_states: int = 100000) -> Grammar: ...
     @staticmethod
     def ebnf(text: str) -> Grammar: ...
+    @staticmethod
+    def lark(text: str) -> Grammar: ...
+    @staticmethod
+    def json_schema(
+        schema: str | Mapping[str, Any] | bool,
+        *,
+        whitespace: Literal["compact", "flexible"] = "compact",
+        strict: bool = True,
+        max_compile_seconds: float = 10.0,
+    ) -> Grammar: ...
     def compile(self, vocab: Vocabulary, *, precompute: bool | None = None) -> CompiledGrammar: ...
     @property
     def num_states(self) -> int: ...

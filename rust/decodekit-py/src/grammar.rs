@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use decodekit_core::grammar::{
-    self, bitmask, CompiledGrammar, EosChoice, Grammar, Matcher, Position, RegexLimits, TokenKind, Vocabulary,
+    self, bitmask, json_schema, CompiledGrammar, EosChoice, Grammar, Matcher, Position, RegexLimits,
+    TokenKind, Vocabulary,
 };
 use numpy::{PyArrayDyn, PyArrayMethods, PyReadwriteArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
@@ -273,8 +274,18 @@ pub struct PyGrammar {
 }
 
 enum GrammarSource {
-    Regex { pattern: String, limits: RegexLimits },
+    Regex {
+        pattern: String,
+        limits: RegexLimits,
+    },
     Ebnf(String),
+    Lark(String),
+    JsonSchema {
+        text: String,
+        whitespace: &'static str,
+        strict: bool,
+        max_compile_seconds: f64,
+    },
 }
 
 #[pymethods]
@@ -308,6 +319,93 @@ impl PyGrammar {
         Ok(PyGrammar {
             inner,
             source: GrammarSource::Ebnf(text),
+        })
+    }
+
+    /// A context-free grammar in a subset of Lark's format (start rule ``start``): rules and uppercase
+    /// terminals, ``"literals"`` (``"..."i`` case-insensitive), ``/regex/flags`` (Rust ``regex`` syntax;
+    /// flags ``i s x u``), ``"a".."z"``, ``[optional]``, ``? * +``, ``~ n`` / ``~ n..m``, ``%ignore`` and
+    /// ``%import common.NAME``. There is no lexer: a text is accepted iff the start rule derives it
+    /// (docs/grammar.md lists the differences from Lark). Errors raise ``GrammarError`` with the line and
+    /// column.
+    #[staticmethod]
+    fn lark(py: Python<'_>, text: String) -> PyResult<Self> {
+        let inner = detached(py, || Grammar::lark(&text))?;
+        Ok(PyGrammar {
+            inner,
+            source: GrammarSource::Lark(text),
+        })
+    }
+
+    /// The JSON texts that a JSON Schema (draft 2020-12 keywords) accepts. ``schema`` is JSON text or a
+    /// JSON-serializable object (dict, bool). ``whitespace="compact"`` allows no whitespace (separators
+    /// ``,`` and ``:``); ``"flexible"`` allows any JSON whitespace between tokens. Properties come in the
+    /// schema's order; optional ones may be left out. With ``strict=True`` every keyword that is not
+    /// enforced raises ``UnsupportedSchemaError`` naming it and its JSON pointer; ``strict=False`` ignores
+    /// them and lists them in one ``UserWarning``. Invalid schemas and unknown ``$ref`` targets raise
+    /// ``GrammarError``; compiling longer than ``max_compile_seconds`` raises ``ResourceLimitError``.
+    /// See docs/grammar.md for what exactly is generated.
+    #[staticmethod]
+    #[pyo3(signature = (schema, *, whitespace = "compact", strict = true, max_compile_seconds = 10.0))]
+    fn json_schema(
+        py: Python<'_>,
+        schema: &Bound<'_, PyAny>,
+        whitespace: &str,
+        strict: bool,
+        max_compile_seconds: f64,
+    ) -> PyResult<Self> {
+        let text: String = if let Ok(text) = schema.cast::<PyString>() {
+            text.to_str()?.to_owned()
+        } else {
+            let kwargs = pyo3::types::PyDict::new(py);
+            kwargs.set_item("allow_nan", false)?;
+            py.import("json")?
+                .getattr("dumps")?
+                .call((schema,), Some(&kwargs))
+                .map_err(|e| {
+                    to_pyerr(decodekit_core::error::CoreError::Grammar(format!(
+                        "the schema is not JSON-serializable: {e}"
+                    )))
+                })?
+                .extract()?
+        };
+        let (layout, whitespace) = match whitespace {
+            "compact" => (json_schema::Whitespace::Compact, "compact"),
+            "flexible" => (json_schema::Whitespace::Flexible, "flexible"),
+            other => {
+                return Err(invalid_input(format!(
+                    "whitespace must be \"compact\" or \"flexible\", got {other:?}"
+                )))
+            }
+        };
+        if !(max_compile_seconds > 0.0 && max_compile_seconds.is_finite()) {
+            return Err(invalid_input(format!(
+                "max_compile_seconds must be a positive number, got {max_compile_seconds}"
+            )));
+        }
+        let options = json_schema::SchemaOptions {
+            whitespace: layout,
+            strict,
+            max_time: std::time::Duration::from_secs_f64(max_compile_seconds),
+            ..json_schema::SchemaOptions::default()
+        };
+        let (inner, ignored) = detached(py, || Grammar::json_schema(&text, &options))?;
+        if !ignored.is_empty() {
+            let message = format!(
+                "Grammar.json_schema(strict=False) does not enforce: {}",
+                ignored.join("; ")
+            );
+            let category = py.get_type::<pyo3::exceptions::PyUserWarning>();
+            PyErr::warn(py, &category, &std::ffi::CString::new(message)?, 1)?;
+        }
+        Ok(PyGrammar {
+            inner,
+            source: GrammarSource::JsonSchema {
+                text,
+                whitespace,
+                strict,
+                max_compile_seconds,
+            },
         })
     }
 
@@ -345,7 +443,9 @@ impl PyGrammar {
     fn __repr__(&self) -> String {
         match &self.source {
             GrammarSource::Regex { pattern, .. } => format!("Grammar.regex({pattern:?})"),
-            GrammarSource::Ebnf(_) => format!("Grammar.ebnf(<{}>)", self.inner.description()),
+            GrammarSource::Ebnf(_) | GrammarSource::Lark(_) | GrammarSource::JsonSchema { .. } => {
+                format!("Grammar(<{}>)", self.inner.description())
+            }
         }
     }
 
@@ -366,6 +466,24 @@ impl PyGrammar {
                 cls.getattr("ebnf")?,
                 (text.clone(),).into_pyobject(py)?.into_any(),
             )),
+            GrammarSource::Lark(text) => Ok((
+                cls.getattr("lark")?,
+                (text.clone(),).into_pyobject(py)?.into_any(),
+            )),
+            GrammarSource::JsonSchema {
+                text,
+                whitespace,
+                strict,
+                max_compile_seconds,
+            } => {
+                let partial = py.import("functools")?.getattr("partial")?;
+                let kwargs = pyo3::types::PyDict::new(py);
+                kwargs.set_item("whitespace", *whitespace)?;
+                kwargs.set_item("strict", *strict)?;
+                kwargs.set_item("max_compile_seconds", *max_compile_seconds)?;
+                let build = partial.call((cls.getattr("json_schema")?,), Some(&kwargs))?;
+                Ok((build, (text.clone(),).into_pyobject(py)?.into_any()))
+            }
         }
     }
 }

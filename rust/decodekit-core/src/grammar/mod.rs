@@ -81,6 +81,20 @@ impl Grammar {
         Self::cfg(&cfg, format!("GBNF grammar of {} rules", cfg.rules().len()))
     }
 
+    /// A grammar in the Lark subset of [`lark`]; the start rule is `start`.
+    pub fn lark(text: &str) -> Result<Self> {
+        let cfg = lark::parse(text)?;
+        Self::cfg(&cfg, format!("Lark grammar of {} rules", cfg.rules().len()))
+    }
+
+    /// The JSON texts a JSON Schema accepts (see [`json_schema`]), and the keywords that were not
+    /// enforced (only with `options.strict == false`).
+    pub fn json_schema(schema: &str, options: &json_schema::SchemaOptions) -> Result<(Self, Vec<String>)> {
+        let compiled = json_schema::compile(schema, options)?;
+        let grammar = Self::cfg(&compiled.cfg, "JSON schema".to_owned())?;
+        Ok((grammar, compiled.ignored))
+    }
+
     /// A short human-readable description (`regex "..."`).
     #[must_use]
     pub fn description(&self) -> &str {

@@ -193,6 +193,16 @@ impl<'a> Compiler<'a> {
                 )?;
             }
         }
+        // `items` applies after the `prefixItems` of its own schema only
+        let has = |m: &Map<String, Value>, k: &str| m.contains_key(k);
+        if (has(&a, "items") && has(&b, "prefixItems") && !has(&a, "prefixItems"))
+            || (has(&b, "items") && has(&a, "prefixItems") && !has(&b, "prefixItems"))
+        {
+            self.unsupported(
+                "\"allOf\" whose \"items\" would apply after another branch's \"prefixItems\"",
+                ptr,
+            )?;
+        }
         let mut out = a;
         for (key, vb) in b {
             let Some(va) = out.get(&key) else {

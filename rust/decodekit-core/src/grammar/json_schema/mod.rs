@@ -134,6 +134,15 @@ const ENFORCED: &[&str] = &[
     "unevaluatedProperties",
 ];
 
+/// `$schema` values whose vocabularies this compiler implements (the assertions used are the same).
+const KNOWN_DIALECTS: [&str; 5] = [
+    "https://json-schema.org/draft/2020-12/schema",
+    "https://json-schema.org/draft/2019-09/schema",
+    "http://json-schema.org/draft-07/schema",
+    "http://json-schema.org/draft-06/schema",
+    "http://json-schema.org/draft-04/schema",
+];
+
 const TYPES: [&str; 6] = ["null", "boolean", "object", "array", "string", "number"];
 
 /// Compile the schema `text` (JSON) under `options`.
@@ -313,6 +322,13 @@ impl Compiler<'_> {
     }
 
     fn check_keywords(&mut self, map: &Map<String, Value>, ptr: &str) -> Result<()> {
+        if let Some(Value::String(uri)) = map.get("$schema") {
+            // a custom meta-schema may switch validation vocabularies off
+            let known = KNOWN_DIALECTS.iter().any(|d| uri.trim_end_matches('#') == *d);
+            if !known {
+                self.unsupported(&format!("the meta-schema {uri:?}"), &pointer(ptr, "$schema"))?;
+            }
+        }
         for key in map.keys() {
             let known = ANNOTATIONS.contains(&key.as_str()) || ENFORCED.contains(&key.as_str());
             if !known && !key.starts_with("x-") {

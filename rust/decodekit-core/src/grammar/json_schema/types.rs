@@ -387,7 +387,7 @@ impl Compiler<'_> {
                 // `after` is used twice from here on: share it as a rule
                 let shared = Expr::Rule(self.rule(&format!("members {i} at {}", at(ptr)), after));
                 first = Expr::Alt(vec![Expr::Seq(vec![m.clone(), shared.clone()]), first]);
-                after = opt(Expr::Seq(vec![self.comma(), m, shared]));
+                after = Expr::Alt(vec![Expr::Seq(vec![self.comma(), m, shared.clone()]), shared]);
             }
         }
         Expr::Seq(vec![lit("{"), self.ws(), first, self.ws(), lit("}")])
@@ -434,7 +434,18 @@ impl Compiler<'_> {
         match value {
             Value::Null => lit("null"),
             Value::Bool(b) => lit(if *b { "true" } else { "false" }),
-            Value::Number(n) => lit(&n.to_string()),
+            // numbers compare by value: `1` also matches `1.0`
+            Value::Number(n) => match Decimal::parse(&n.to_string()) {
+                Some(value) => {
+                    let exactly = Bound {
+                        value,
+                        exclusive: false,
+                    };
+                    numbers::number_range(Some(&exactly), Some(&exactly))
+                        .unwrap_or_else(|| lit(&n.to_string()))
+                }
+                None => lit(&n.to_string()),
+            },
             Value::String(s) => lit(&format!("\"{}\"", strings::encode(s))),
             Value::Array(items) => {
                 let mut seq = vec![lit("["), self.ws()];
