@@ -262,45 +262,32 @@ class _Run:
 
     def _prune(self, tree: _core.DraftTree) -> tuple[_core.DraftTree, npt.NDArray[np.int32]]:
         """Drop the nodes the grammar forbids (with their subtrees); one bitmask row per kept node."""
-        matcher = self.matcher
-        assert matcher is not None
-        tokens = tree.tokens.tolist()
-        parents = tree.parents.tolist()
-        allowed = [True] * len(tokens)
-        for node in range(1, len(tokens)):
-            if not allowed[parents[node]]:
-                allowed[node] = False
-                continue
-            path = node_path(parents, tokens, node)
-            accepted = matcher.accept_tokens(np.asarray(path, dtype=np.int32))
-            matcher.rollback(accepted)
-            allowed[node] = accepted == len(path)
-        if not all(allowed):
-            kept = [node for node in range(len(tokens)) if allowed[node]]
-            index = {old: new for new, old in enumerate(kept)}
-            tree = _core.DraftTree(
-                np.asarray([tokens[node] for node in kept], dtype=np.int32),
-                np.asarray([index[parents[node]] if node else -1 for node in kept], dtype=np.int32),
-            )
-        return tree, self._grammar_masks(tree)
+        grammatical, bitmask = self._fill_tree_masks(tree)
+        if grammatical.all():
+            return tree, bitmask
+        kept = np.flatnonzero(grammatical)
+        index = {int(old): new for new, old in enumerate(kept)}
+        tokens, parents = tree.tokens, tree.parents
+        tree = _core.DraftTree(
+            tokens[kept],
+            np.asarray([index[int(parents[node])] if node else -1 for node in kept], dtype=np.int32),
+        )
+        return tree, bitmask[kept]
 
     def _grammar_masks(self, tree: _core.DraftTree) -> npt.NDArray[np.int32]:
         """Row ``i``: the grammar's mask after node ``i``'s path (all nodes known to be grammatical)."""
+        return self._fill_tree_masks(tree)[1]
+
+    def _fill_tree_masks(self, tree: _core.DraftTree) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int32]]:
+        """Which nodes are grammatical, and row ``i``: the mask after node ``i``'s path (zero if not)."""
         matcher = self.matcher
         assert matcher is not None
         count = tree.num_nodes
         if self.bitmask is None or self.bitmask.shape[0] < count:
             self.bitmask = allocate_token_bitmask(max(count, 16), self.lm.vocab_size)
         bitmask = self.bitmask[:count]
-        tokens = tree.tokens.tolist()
-        parents = tree.parents.tolist()
-        matcher.fill_next_token_bitmask(bitmask, 0)
-        for node in range(1, count):
-            path = node_path(parents, tokens, node)
-            matcher.accept_tokens(np.asarray(path, dtype=np.int32))
-            matcher.fill_next_token_bitmask(bitmask, node)
-            matcher.rollback(len(path))
-        return bitmask
+        grammatical = matcher.fill_draft_tree_bitmasks(tree, bitmask)
+        return grammatical, bitmask
 
     def _emit(self, tokens: list[int], emitted: list[int], prompt_len: int) -> str | None:
         """Append emitted tokens up to the limits; the finish reason once generation must stop."""
