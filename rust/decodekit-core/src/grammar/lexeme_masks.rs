@@ -17,7 +17,8 @@ use std::sync::{Arc, OnceLock};
 
 use super::earley::Recognizer;
 use super::lower::Bnf;
-use super::regex::DEAD;
+use super::regex::{ByteDfa, DEAD};
+use super::slices;
 use super::trie::TokenTrie;
 use super::vocab::Vocabulary;
 use super::StateMask;
@@ -27,15 +28,18 @@ use super::StateMask;
 struct LexemeStateMask {
     /// Tokens that stay inside the lexeme.
     inside: StateMask,
-    /// Tokens in which the lexeme can end before the token does, by the bytes that follow the end.
-    after: Option<Suffixes>,
+    /// Tokens in which the lexeme can end before the token does.
+    after: Option<Ends>,
 }
 
-/// Token suffixes in a trie; entry `e` of the trie is a suffix of token `ids[e]`.
+/// Where the lexeme can end inside tokens: each group `(_, k, node)` stands for the tokens below trie node
+/// `node` (which leave the lexeme at `node`'s byte), in which the lexeme can end after their first `k`
+/// bytes. The groups come out of the walk already grouped by subtree, so nothing is sorted or copied.
 #[derive(Debug)]
-struct Suffixes {
-    trie: TokenTrie,
-    ids: Vec<u32>,
+struct Ends {
+    /// `(in_rest, k, node)`: `node` is in the plain-text slice's rest trie when `in_rest`, else in the
+    /// vocabulary's trie.
+    groups: Vec<(bool, u32, u32)>,
 }
 
 /// Per-`(lexeme, state)` mask caches of one grammar for one vocabulary: frozen and shareable, filled
@@ -46,6 +50,8 @@ pub struct LexemeMasks {
     bnf: Arc<Bnf>,
     /// `cells[l][dfa.index(state)]`.
     cells: Vec<Vec<OnceLock<Box<LexemeStateMask>>>>,
+    /// Take the plain-text slice's row where it decides (off only to test it against the full walk).
+    use_slices: bool,
 }
 
 impl LexemeMasks {
@@ -59,7 +65,12 @@ impl LexemeMasks {
                     .collect()
             })
             .collect();
-        LexemeMasks { vocab, bnf, cells }
+        LexemeMasks {
+            vocab,
+            bnf,
+            cells,
+            use_slices: true,
+        }
     }
 
     /// The grammar.
@@ -99,44 +110,52 @@ impl LexemeMasks {
 
     fn compute(&self, lexeme: u32, state: u32) -> LexemeStateMask {
         let dfa = self.bnf.lexeme(lexeme);
-        let trie = self.vocab.trie();
-        let mut inside = vec![0u32; self.vocab.mask_words()];
-        let mut ends: Vec<(u32, u32)> = Vec::new(); // (token, bytes before the lexeme's end)
-        trie.walk_reporting_dead(
-            state,
-            |s, b| {
-                let t = dfa.next(s, b);
-                (t != DEAD).then_some(t)
-            },
-            |ids, _| {
-                for &id in ids {
-                    inside[id as usize >> 5] |= 1 << (id & 31);
-                }
-            },
-            |node, path| {
-                // Every token below `node` leaves the lexeme at `node`; it can still be allowed if the
-                // lexeme could end at an earlier point of the path.
-                for (k, &s) in path.iter().enumerate().skip(1) {
-                    if dfa.is_accepting(s) {
-                        ends.extend(trie.subtree_tokens(node).iter().map(|&id| (id, k as u32)));
+        let main = self.vocab.trie();
+        let mut groups: Vec<(bool, u32, u32)> = Vec::new();
+        // Where plain characters are treated alike (inside a string), the plain-text tokens are decided
+        // by their length alone: a precomputed row. Only the other tokens, and the plain-text tokens that
+        // start with one of the plan's exceptional characters, are walked.
+        let plan = if self.use_slices {
+            slices::plain_plan(dfa, state)
+        } else {
+            None
+        };
+        let inside = match plan {
+            Some(plan) => {
+                let slice = self.vocab.plain_text();
+                let mut inside = match plan.chars {
+                    Some(chars) => slice.row(chars).to_vec(),
+                    None => vec![0u32; self.vocab.mask_words()],
+                };
+                for &b in &plan.exceptions {
+                    if let Some(child) = main.child(0, b) {
+                        for &id in main.subtree_tokens(child) {
+                            inside[id as usize >> 5] &= !(1 << (id & 31));
+                        }
                     }
                 }
-            },
-        );
-        let after = (!ends.is_empty()).then(|| {
-            let vocab = &self.vocab;
-            let suffix = |e: usize| {
-                let (id, k) = ends[e];
-                Some(&vocab.token_bytes(id as usize)[k as usize..])
-            };
-            Suffixes {
-                trie: TokenTrie::build(ends.len(), suffix),
-                ids: ends.iter().map(|&(id, _)| id).collect(),
+                walk(dfa, state, slice.rest(), None, &mut inside, &mut |k, node| {
+                    groups.push((true, k, node));
+                });
+                if !plan.exceptions.is_empty() {
+                    let first = Some(plan.exceptions.as_slice());
+                    walk(dfa, state, main, first, &mut inside, &mut |k, node| {
+                        groups.push((false, k, node));
+                    });
+                }
+                inside
             }
-        });
+            None => {
+                let mut inside = vec![0u32; self.vocab.mask_words()];
+                walk(dfa, state, main, None, &mut inside, &mut |k, node| {
+                    groups.push((false, k, node));
+                });
+                inside
+            }
+        };
         LexemeStateMask {
             inside: StateMask::from_row(inside),
-            after,
+            after: (!groups.is_empty()).then_some(Ends { groups }),
         }
     }
 
@@ -153,23 +172,93 @@ impl LexemeMasks {
             let walker = walker.get_or_insert_with(|| parser.clone());
             let base = walker.len();
             if walker.push_completion(lexeme, origin) {
-                after.trie.walk_nested(
-                    0,
-                    |depth, byte| {
-                        walker.truncate(base + 1 + depth);
-                        walker.push(byte)
-                    },
-                    |entries| {
-                        for &e in entries {
-                            let id = after.ids[e as usize];
-                            row[id as usize >> 5] |= 1 << (id & 31);
-                        }
-                    },
-                );
+                let ended = base + 1;
+                // most groups die at their first byte: test it against the completion's allowed bytes
+                let first_bytes = walker.allowed_bytes();
+                let mut mark = |ids: &[u32]| {
+                    for &id in ids {
+                        row[id as usize >> 5] |= 1 << (id & 31);
+                    }
+                };
+                for &(in_rest, k, node) in &after.groups {
+                    let trie = if in_rest {
+                        self.vocab.plain_text().rest()
+                    } else {
+                        self.vocab.trie()
+                    };
+                    let node = node as usize;
+                    walker.truncate(ended);
+                    // the bytes from the lexeme's end to `node`, spelled by any token below it
+                    let Some(&token) = trie.subtree_tokens(node).first() else {
+                        continue;
+                    };
+                    let bytes = &self.vocab.token_bytes(token as usize)[k as usize..trie.depth(node)];
+                    let first = bytes[0];
+                    if first_bytes[usize::from(first / 64)] >> (first % 64) & 1 == 0
+                        || walker.push_all(bytes).is_err()
+                    {
+                        continue;
+                    }
+                    mark(trie.tokens_at(node));
+                    let here = walker.len();
+                    trie.walk_nested(
+                        node,
+                        |depth, byte| {
+                            walker.truncate(here + depth);
+                            walker.push(byte)
+                        },
+                        &mut mark,
+                    );
+                }
             }
             walker.truncate(base);
         }
     }
+}
+
+/// The root of a walk restricted to some first bytes (never an automaton state: those are table offsets).
+const ROOT: u32 = u32::MAX;
+
+/// Walk `trie` through the lexeme automaton from `state`, setting the bits of the tokens that stay inside
+/// the lexeme and reporting `(k, node)` for every pruned node below a point `k` bytes deep where the
+/// lexeme could end. With `first`, only tokens starting with one of those bytes are walked.
+fn walk(
+    dfa: &ByteDfa,
+    state: u32,
+    trie: &TokenTrie,
+    first: Option<&[u8]>,
+    inside: &mut [u32],
+    report: &mut impl FnMut(u32, u32),
+) {
+    let root = if first.is_some() { ROOT } else { state };
+    trie.walk_reporting_dead(
+        root,
+        |s, b| {
+            let t = if s == ROOT {
+                if !first.is_some_and(|f| f.contains(&b)) {
+                    return None;
+                }
+                dfa.next(state, b)
+            } else {
+                dfa.next(s, b)
+            };
+            (t != DEAD).then_some(t)
+        },
+        |ids, _| {
+            for &id in ids {
+                inside[id as usize >> 5] |= 1 << (id & 31);
+            }
+        },
+        |node, path| {
+            // Every token below `node` leaves the lexeme at `node`; it can still be allowed if the lexeme
+            // could end at an earlier point of the path.
+            for (k, &s) in path.iter().enumerate().skip(1) {
+                if dfa.is_accepting(s) {
+                    report(k as u32, node as u32);
+                }
+            }
+        },
+    );
 }
 
 #[cfg(test)]
@@ -186,7 +275,16 @@ mod tests {
 
     /// At every prefix of every sentence, the cached masks equal the brute-force parse of each token.
     fn assert_masks_match_reference(grammar: &str, sentences: &[&str], vocab: &Arc<Vocabulary>) {
-        let bnf = Arc::new(Bnf::lower(&ebnf::parse(grammar).unwrap()).unwrap());
+        assert_bnf_masks_match_reference(&ebnf::parse(grammar).unwrap(), grammar, sentences, vocab);
+    }
+
+    fn assert_bnf_masks_match_reference(
+        cfg: &super::super::cfg::Cfg,
+        grammar: &str,
+        sentences: &[&str],
+        vocab: &Arc<Vocabulary>,
+    ) {
+        let bnf = Arc::new(Bnf::lower(cfg).unwrap());
         let masks = LexemeMasks::new(Arc::clone(&bnf), Arc::clone(vocab));
         let eos = vocab.eos_ids()[0];
         let mut allowed_somewhere = 0;
@@ -234,5 +332,53 @@ mod tests {
             "a", "ab", "b+", "+", "*", "(", ")", "(a", "1", "12", "2)", ")*", "b*c", "+(", "x",
         ];
         assert_masks_match_reference(expr, &["ab+1*(ba+2)", "(((x)))*12"], &vocab(&words));
+    }
+
+    #[test]
+    fn the_plain_text_slice_gives_the_same_masks() {
+        // strings of any plain character, bounded and not, where the slice's rows decide most tokens
+        let strings = r#"root ::= "[" (s ("," s)*)? "]"
+s ::= short | long
+short ::= "<" [^"\\\x00-\x1f\x7f]{0,3} ">"
+long ::= "\"" ([^"\\\x00-\x1f\x7f] | "\\n")* "\"""#;
+        let words = [
+            "[", "]", ",", "<", ">", "\"", "a", "ab", "abc", "abcd", "é", "日本", "a>", "ab>,", "\",", "\"]",
+            "x\"", "\\n", "\\", "\u{7f}", "<a", "\"a", ">]", "\"\"", "abcdefgh", " ", "b c",
+        ];
+        assert_masks_match_reference(
+            strings,
+            &["[<ab>,\"x é\\n\",<>,\"\"]", "[<日本a>,\"abcdefgh\",\"b c\"]"],
+            &vocab(&words),
+        );
+    }
+
+    #[test]
+    fn keys_other_than_the_named_ones_walk_only_their_exceptional_first_characters() {
+        let schema = r#"{"properties":{"ab":{"type":"integer"},"x":{"type":"null"}},
+                        "additionalProperties":{"type":"string","maxLength":3}}"#;
+        let compiled =
+            super::super::json_schema::compile(schema, &super::super::json_schema::SchemaOptions::default())
+                .unwrap();
+        let words = [
+            "{", "}", ",", ":", "\"", "\"a", "\"ab", "\"x", "ab", "a", "x", "xy", "y", "b c", "é", "1",
+            "null", "\":", "\":\"", "\",\"", "\"}", "ab\":", "x\":", "abc", "\"b",
+        ];
+        assert_bnf_masks_match_reference(
+            &compiled.cfg,
+            schema,
+            &[
+                r#"{"ab":1,"x":null,"a":"é","xy":"ab","b c":""}"#,
+                r#"{"abc":"x","y":"","a":"a"}"#,
+            ],
+            &vocab(&words),
+        );
+    }
+
+    #[test]
+    fn exceptional_first_characters_are_walked() {
+        // after the quote, `a` allows only digits while every other plain character allows anything
+        let grammar = r#"root ::= "\"" ("a" [0-9]* | [^"\\\x00-\x1f\x7fa] [^"\\\x00-\x1f\x7f]*) "\"""#;
+        let words = ["\"", "a", "ab", "a1", "a12", "ba", "é", "b", "1", "a\"", "b\""];
+        assert_masks_match_reference(grammar, &["\"a12\"", "\"bé1a\""], &vocab(&words));
     }
 }

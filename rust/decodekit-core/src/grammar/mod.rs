@@ -19,6 +19,7 @@ pub mod lexeme_masks;
 pub mod lower;
 pub mod matcher;
 pub mod regex;
+pub mod slices;
 pub mod trie;
 pub mod vocab;
 

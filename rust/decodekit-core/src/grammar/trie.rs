@@ -180,6 +180,12 @@ impl TokenTrie {
         }
     }
 
+    /// How many bytes node `node`'s prefix has.
+    #[must_use]
+    pub fn depth(&self, node: usize) -> usize {
+        self.depth[node] as usize
+    }
+
     /// Every token whose bytes start with node `node`'s prefix (the node's own tokens included).
     #[must_use]
     pub fn subtree_tokens(&self, node: usize) -> &[u32] {

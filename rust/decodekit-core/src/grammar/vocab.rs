@@ -7,10 +7,12 @@
 //! through `▁` -> space and `<0xNN>` byte fallback, and tiktoken rank files, which already store bytes.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use base64::Engine as _;
 use serde_json::Value;
 
+use super::slices::PlainText;
 use super::trie::TokenTrie;
 use crate::error::{CoreError, Result};
 
@@ -62,6 +64,8 @@ pub struct Vocabulary {
     eos: Vec<u32>,
     size: usize,
     trie: TokenTrie,
+    /// Built on first use by the masks of context-free grammars.
+    plain: OnceLock<PlainText>,
 }
 
 impl Vocabulary {
@@ -139,6 +143,7 @@ impl Vocabulary {
             eos,
             size,
             trie,
+            plain: OnceLock::new(),
         })
     }
 
@@ -372,6 +377,12 @@ impl Vocabulary {
     #[must_use]
     pub fn trie(&self) -> &TokenTrie {
         &self.trie
+    }
+
+    /// The plain-text slice (see [`slices`](super::slices)), built on first use.
+    #[must_use]
+    pub fn plain_text(&self) -> &PlainText {
+        self.plain.get_or_init(|| PlainText::build(self))
     }
 
     /// The bytes of a token sequence, concatenated (special tokens contribute their text).

@@ -359,7 +359,7 @@ impl Compiler<'_> {
             return self.enumeration(map, ptr);
         }
         let mut options = Vec::new();
-        for t in self.types(map, ptr)? {
+        for t in Self::types(map, ptr)? {
             if let Some(e) = self.typed(t, map, ptr)? {
                 options.push(e);
             }
@@ -368,7 +368,7 @@ impl Compiler<'_> {
     }
 
     /// The JSON types `map` allows (`integer` only when `number` is not allowed).
-    fn types(&mut self, map: &Map<String, Value>, ptr: &str) -> Result<Vec<&'static str>> {
+    fn types(map: &Map<String, Value>, ptr: &str) -> Result<Vec<&'static str>> {
         let mut types: Vec<&'static str> = match map.get("type") {
             None => TYPES.to_vec(),
             Some(Value::String(t)) => vec![type_name(t, ptr)?],

@@ -560,7 +560,7 @@ pub fn number_range(lo: Option<&Bound>, hi: Option<&Bound>) -> Option<Expr> {
         }
     }
     // non-negative numbers in [max(0, lo), hi]
-    if hi.is_none_or(|hi| !hi.value.negative && !(hi.value == zero.value && hi.exclusive)) {
+    if hi.is_none_or(|hi| !(hi.value.negative || (hi.value == zero.value && hi.exclusive))) {
         let n_lo = match lo {
             Some(lo) if !lo.value.negative => lo.clone(),
             _ => zero,

@@ -41,14 +41,15 @@ pub fn encode(s: &str) -> String {
     out
 }
 
+/// The characters that need an escape: U+0000..U+001F, '"' and '\'.
+const SPECIAL: [(u32, u32); 3] = [(0, 0x1F), (0x22, 0x22), (0x5C, 0x5C)];
+
 /// One encoded character from the scalar-value ranges `ranges` (their complement when `negated`).
 #[must_use]
 pub fn char_class(ranges: &[(char, char)], negated: bool) -> Expr {
     let ranges = class_ranges(ranges, negated);
     let mut plain: Vec<(char, char)> = Vec::new();
     let mut options: Vec<Expr> = Vec::new();
-    // the characters that need an escape: U+0000..U+001F, '"' and '\'
-    const SPECIAL: [(u32, u32); 3] = [(0, 0x1F), (0x22, 0x22), (0x5C, 0x5C)];
     for (lo, hi) in ranges {
         let (lo, hi) = (lo as u32, hi as u32);
         for c in (lo..=hi.min(0x5C)).filter_map(char::from_u32) {
@@ -171,9 +172,12 @@ pub fn pattern(pattern: &str) -> Result<Expr> {
     })
 }
 
+/// Alternatives, each with whether it was anchored.
+type Branches = Vec<(Hir, bool)>;
+
 /// `hir` as alternatives that each either begin (`Look::Start`) or end (`Look::End`) with the anchor
 /// `look`, which is removed (`true`), or do not (`false`).
-fn split_anchor(hir: &Hir, look: Look) -> Vec<(Hir, bool)> {
+fn split_anchor(hir: &Hir, look: Look) -> Branches {
     match hir.kind() {
         HirKind::Look(l) if *l == look => vec![(Hir::empty(), true)],
         HirKind::Capture(c) => split_anchor(&c.sub, look),
@@ -190,7 +194,7 @@ fn split_anchor(hir: &Hir, look: Look) -> Vec<(Hir, bool)> {
         }
         HirKind::Alternation(branches) => {
             let split: Vec<(Hir, bool)> = branches.iter().flat_map(|b| split_anchor(b, look)).collect();
-            let (anchored, free): (Vec<(Hir, bool)>, Vec<(Hir, bool)>) = split.into_iter().partition(|b| b.1);
+            let (anchored, free): (Branches, Branches) = split.into_iter().partition(|b| b.1);
             let mut out = Vec::new();
             for (group, flag) in [(anchored, true), (free, false)] {
                 if !group.is_empty() {

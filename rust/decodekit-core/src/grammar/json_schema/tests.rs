@@ -42,7 +42,7 @@ fn objects_follow_property_order_and_requiredness() {
             r#"{"b":"x","c":false}"#,
         ],
         &[
-            r#"{}"#,
+            r"{}",
             r#"{"a":1}"#,
             r#"{"b":"x","a":1}"#,
             r#"{"b":"x",}"#,
@@ -54,7 +54,7 @@ fn objects_follow_property_order_and_requiredness() {
     check(
         open,
         &[
-            r#"{}"#,
+            r"{}",
             r#"{"a":1}"#,
             r#"{"a":1,"x":2.5,"y":3}"#,
             r#"{"x":1}"#,
@@ -69,7 +69,7 @@ fn arrays_count_and_type_their_items() {
     check(
         r#"{"type":"array","prefixItems":[{"type":"string"},{"type":"integer"}],"items":{"type":"boolean"},"minItems":1,"maxItems":4}"#,
         &[r#"["a"]"#, r#"["a",1]"#, r#"["a",1,true,false]"#],
-        &[r#"[]"#, r#"[1]"#, r#"["a",1,true,false,true]"#, r#"["a","b"]"#],
+        &[r"[]", r"[1]", r#"["a",1,true,false,true]"#, r#"["a","b"]"#],
     );
     check(
         r#"{"type":"array","items":{"type":"null"},"maxItems":2}"#,

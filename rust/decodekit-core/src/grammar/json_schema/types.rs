@@ -89,10 +89,7 @@ impl Compiler<'_> {
         } else {
             numbers::number_range(lo.as_ref(), hi.as_ref())
         };
-        Ok(match expr {
-            Some(e) => Some(self.shared_rule("bounded number", e)),
-            None => None,
-        })
+        Ok(expr.map(|e| self.shared_rule("bounded number", e)))
     }
 
     pub(super) fn string(&mut self, map: &Map<String, Value>, ptr: &str) -> Result<Option<Expr>> {
@@ -209,15 +206,36 @@ impl Compiler<'_> {
             )?;
             max = None;
         }
+        let Some(body) = self.elements(&prefix, items.as_ref(), min, max) else {
+            return Ok(None);
+        };
+        Ok(Some(Expr::Seq(vec![
+            lit("["),
+            self.ws(),
+            body,
+            self.ws(),
+            lit("]"),
+        ])))
+    }
+
+    /// The elements between the brackets: `prefix` schemas first (`None`: accepts nothing), then `items`,
+    /// between `min` and `max` of them; `None` when no array qualifies.
+    fn elements(
+        &self,
+        prefix: &[Option<Expr>],
+        items: Option<&Expr>,
+        min: u64,
+        max: Option<u64>,
+    ) -> Option<Expr> {
         let element = |j: usize| -> Option<Expr> {
             match prefix.get(j) {
                 Some(e) => e.clone(),
-                None => items.clone(),
+                None => items.cloned(),
             }
         };
         // positions 0..explicit are spelled out; the rest repeat `items`
         let explicit = (prefix.len() as u64).max(min).min(max.unwrap_or(u64::MAX)) as usize;
-        let mut rest = match (&items, max) {
+        let mut rest = match (items, max) {
             (Some(item), max) if max.is_none_or(|m| m > explicit as u64) => Expr::Repeat {
                 expr: Box::new(Expr::Seq(vec![self.comma(), item.clone()])),
                 min: 0,
@@ -231,7 +249,7 @@ impl Compiler<'_> {
             rest = if j as u64 >= min { opt(next) } else { next };
         }
         let body = if explicit == 0 {
-            match &items {
+            match items {
                 Some(item) if max.is_none_or(|m| m > 0) => {
                     // `rest` repeats ", item": the first element has no comma
                     let more = match max {
@@ -247,7 +265,7 @@ impl Compiler<'_> {
                 _ => Expr::Empty,
             }
         } else {
-            let Some(first) = element(0) else { return Ok(None) };
+            let first = element(0)?;
             let body = Expr::Seq(vec![first, rest]);
             if min == 0 {
                 opt(body)
@@ -255,13 +273,7 @@ impl Compiler<'_> {
                 body
             }
         };
-        Ok(Some(Expr::Seq(vec![
-            lit("["),
-            self.ws(),
-            body,
-            self.ws(),
-            lit("]"),
-        ])))
+        Some(body)
     }
 
     pub(super) fn object(&mut self, map: &Map<String, Value>, ptr: &str) -> Result<Option<Expr>> {
@@ -332,7 +344,7 @@ impl Compiler<'_> {
         let names: Vec<&str> = listed.iter().map(String::as_str).collect();
         let member_of_additional = additional
             .map(|value| Expr::Seq(vec![string_of(strings::not_one_of(&names)), self.colon(), value]));
-        Ok(Some(self.members(&named, member_of_additional, ptr)))
+        Ok(Some(self.members(&named, member_of_additional.as_ref(), ptr)))
     }
 
     /// `minProperties`/`maxProperties` are enforced only where the rest of the schema already implies
@@ -360,7 +372,7 @@ impl Compiler<'_> {
 
     /// `{ members }`: the named properties in order (optional ones may be left out), then any number of
     /// additional ones, with commas only between members that are present.
-    fn members(&mut self, named: &[(String, Expr, bool)], additional: Option<Expr>, ptr: &str) -> Expr {
+    fn members(&mut self, named: &[(String, Expr, bool)], additional: Option<&Expr>, ptr: &str) -> Expr {
         let member = |c: &Self, name: &str, value: &Expr| {
             Expr::Seq(vec![
                 lit(&format!("\"{}\"", strings::encode(name))),
@@ -370,11 +382,11 @@ impl Compiler<'_> {
         };
         // after[i]: what may follow once something was written, from property i on;
         // first[i]: the same when nothing was written yet
-        let mut after = match &additional {
+        let mut after = match additional {
             Some(m) => star(Expr::Seq(vec![self.comma(), m.clone()])),
             None => Expr::Empty,
         };
-        let mut first = match &additional {
+        let mut first = match additional {
             Some(m) => opt(Expr::Seq(vec![m.clone(), after.clone()])),
             None => Expr::Empty,
         };
@@ -412,7 +424,7 @@ impl Compiler<'_> {
                 values.push(c);
             }
         }
-        let types = self.types(map, ptr)?;
+        let types = Self::types(map, ptr)?;
         values.retain(|v| types.iter().any(|t| has_type(v, t)));
         for key in map.keys() {
             let ok = matches!(key.as_str(), "enum" | "const" | "type" | "nullable")
@@ -480,8 +492,12 @@ impl Compiler<'_> {
 /// Whether `value` is of JSON Schema type `t` (`integer`: a number with no fraction).
 pub(super) fn has_type(value: &Value, t: &str) -> bool {
     match (value, t) {
-        (Value::Null, "null") | (Value::Bool(_), "boolean") | (Value::String(_), "string") => true,
-        (Value::Array(_), "array") | (Value::Object(_), "object") | (Value::Number(_), "number") => true,
+        (Value::Null, "null")
+        | (Value::Bool(_), "boolean")
+        | (Value::String(_), "string")
+        | (Value::Array(_), "array")
+        | (Value::Object(_), "object")
+        | (Value::Number(_), "number") => true,
         (Value::Number(n), "integer") => {
             n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0)
         }
