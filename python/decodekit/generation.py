@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from decodekit import _core
-from decodekit.drafters import Drafter, make_drafter, node_path
+from decodekit.drafters import Drafter, make_drafter
 from decodekit.grammar import allocate_token_bitmask
 from decodekit.models import CausalLM, as_causal_lm
 from decodekit.torch import _torch, apply_token_bitmask_
