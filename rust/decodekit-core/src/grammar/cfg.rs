@@ -64,6 +64,16 @@ pub enum Expr {
 }
 
 impl Expr {
+    /// `expr` between `min` and `max` times.
+    #[must_use]
+    pub fn repeat(expr: Expr, min: u32, max: Option<u32>) -> Expr {
+        Expr::Repeat {
+            expr: Box::new(expr),
+            min,
+            max,
+        }
+    }
+
     /// The same language as the regular expression `pattern` (Rust `regex` syntax, as
     /// [`Grammar::regex`](super::Grammar::regex) reads it), for a terminal inside a grammar. Anchors are
     /// refused here: inside a grammar a terminal always matches a whole lexeme.
@@ -76,49 +86,77 @@ impl Expr {
     }
 }
 
+/// How a regex's leaves become grammar expressions: plain terminals here, JSON-string-encoded characters
+/// for a JSON Schema `pattern`.
+pub(crate) trait RegexLeaves {
+    /// A literal's bytes.
+    fn literal(&self, bytes: &[u8]) -> Result<Expr>;
+    /// One character in the scalar-value `ranges`.
+    fn class(&self, ranges: &[(char, char)]) -> Expr;
+    /// The error for what cannot be turned into an expression (`what` names it).
+    fn refuse(&self, what: &str) -> CoreError;
+}
+
+/// Plain terminals: literal bytes and character classes.
+struct Terminals;
+
+impl RegexLeaves for Terminals {
+    fn literal(&self, bytes: &[u8]) -> Result<Expr> {
+        Ok(Expr::Bytes(bytes.to_vec()))
+    }
+
+    fn class(&self, ranges: &[(char, char)]) -> Expr {
+        Expr::Class {
+            ranges: ranges.to_vec(),
+            negated: false,
+        }
+    }
+
+    fn refuse(&self, what: &str) -> CoreError {
+        CoreError::Grammar(format!("{what} have no meaning inside a grammar terminal"))
+    }
+}
+
 fn from_hir(hir: &Hir) -> Result<Expr> {
+    hir_to_expr(hir, &Terminals)
+}
+
+/// The expression of a parsed regex, its leaves made by `leaves`.
+pub(crate) fn hir_to_expr(hir: &Hir, leaves: &impl RegexLeaves) -> Result<Expr> {
+    let all = |parts: &[Hir]| {
+        parts
+            .iter()
+            .map(|p| hir_to_expr(p, leaves))
+            .collect::<Result<Vec<_>>>()
+    };
     Ok(match hir.kind() {
         HirKind::Empty => Expr::Empty,
-        HirKind::Literal(literal) => Expr::Bytes(literal.0.to_vec()),
-        HirKind::Class(Class::Unicode(class)) => Expr::Class {
-            ranges: class.ranges().iter().map(|r| (r.start(), r.end())).collect(),
-            negated: false,
-        },
+        HirKind::Literal(literal) => leaves.literal(&literal.0)?,
+        HirKind::Class(Class::Unicode(class)) => {
+            let ranges: Vec<(char, char)> = class.ranges().iter().map(|r| (r.start(), r.end())).collect();
+            leaves.class(&ranges)
+        }
         HirKind::Class(Class::Bytes(class)) => {
             if class.ranges().iter().any(|r| r.end() > 0x7F) {
-                return Err(CoreError::Grammar(
-                    "byte classes beyond ASCII ((?-u) with non-ASCII bytes) are not supported".into(),
-                ));
+                return Err(leaves.refuse("byte classes beyond ASCII ((?-u) with non-ASCII bytes)"));
             }
-            Expr::Class {
-                ranges: class
-                    .ranges()
-                    .iter()
-                    .map(|r| (char::from(r.start()), char::from(r.end())))
-                    .collect(),
-                negated: false,
-            }
+            let ranges: Vec<(char, char)> = class
+                .ranges()
+                .iter()
+                .map(|r| (char::from(r.start()), char::from(r.end())))
+                .collect();
+            leaves.class(&ranges)
         }
-        HirKind::Look(_) => {
-            return Err(CoreError::Grammar(
-                "anchors and assertions (^, $, \\b, ...) have no meaning inside a grammar terminal".into(),
-            ))
-        }
+        HirKind::Look(_) => return Err(leaves.refuse("anchors and assertions (^, $, \\b, ...)")),
         HirKind::Repetition(r) => {
             if r.min > MAX_REPEAT || r.max.is_some_and(|m| m > MAX_REPEAT) {
-                return Err(CoreError::Grammar(format!(
-                    "repetition counts above {MAX_REPEAT} are not supported"
-                )));
+                return Err(leaves.refuse(&format!("repetition counts above {MAX_REPEAT}")));
             }
-            Expr::Repeat {
-                expr: Box::new(from_hir(&r.sub)?),
-                min: r.min,
-                max: r.max,
-            }
+            Expr::repeat(hir_to_expr(&r.sub, leaves)?, r.min, r.max)
         }
-        HirKind::Capture(c) => from_hir(&c.sub)?,
-        HirKind::Concat(parts) => Expr::Seq(parts.iter().map(from_hir).collect::<Result<_>>()?),
-        HirKind::Alternation(parts) => Expr::Alt(parts.iter().map(from_hir).collect::<Result<_>>()?),
+        HirKind::Capture(c) => hir_to_expr(&c.sub, leaves)?,
+        HirKind::Concat(parts) => Expr::Seq(all(parts)?),
+        HirKind::Alternation(parts) => Expr::Alt(all(parts)?),
     })
 }
 
@@ -226,7 +264,8 @@ fn derives_finite(expr: &Expr, productive: &[bool]) -> bool {
     }
 }
 
-fn collect_refs(expr: &Expr, out: &mut Vec<usize>) {
+/// The rule indices `expr` refers to (with repeats).
+pub(crate) fn collect_refs(expr: &Expr, out: &mut Vec<usize>) {
     match expr {
         Expr::Empty | Expr::Bytes(_) | Expr::Class { .. } => {}
         Expr::Rule(i) => out.push(*i),

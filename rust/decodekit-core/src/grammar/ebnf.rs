@@ -20,15 +20,13 @@
 use std::fmt;
 
 use super::cfg::{Cfg, Expr, RuleTable, SourcePos, MAX_REPEAT};
+use super::cursor::Cursor;
 use crate::error::{CoreError, Result};
 
 /// Parse GBNF `text` into a checked grammar rooted at `root`.
 pub fn parse(text: &str) -> Result<Cfg> {
     let mut parser = Parser {
-        chars: text.chars().collect(),
-        at: 0,
-        line: 1,
-        column: 1,
+        cursor: Cursor::new(text),
         depth: 0,
         rules: RuleTable::default(),
     };
@@ -37,10 +35,7 @@ pub fn parse(text: &str) -> Result<Cfg> {
 }
 
 struct Parser {
-    chars: Vec<char>,
-    at: usize,
-    line: usize,
-    column: usize,
+    cursor: Cursor,
     /// Open parentheses: newlines are plain whitespace inside them.
     depth: usize,
     rules: RuleTable,
@@ -51,42 +46,19 @@ fn is_name_char(c: char) -> bool {
 }
 
 impl Parser {
-    fn pos(&self) -> SourcePos {
-        SourcePos {
-            line: self.line,
-            column: self.column,
-        }
-    }
-
-    fn peek(&self) -> Option<char> {
-        self.chars.get(self.at).copied()
-    }
-
-    fn bump(&mut self) -> Option<char> {
-        let c = self.peek()?;
-        self.at += 1;
-        if c == '\n' {
-            self.line += 1;
-            self.column = 1;
-        } else {
-            self.column += 1;
-        }
-        Some(c)
-    }
-
     /// Skip spaces, tabs and comments; newlines too when `newlines` (or inside parentheses).
     fn space(&mut self, newlines: bool) {
-        while let Some(c) = self.peek() {
+        while let Some(c) = self.cursor.peek() {
             match c {
                 ' ' | '\t' | '\r' => {
-                    self.bump();
+                    self.cursor.bump();
                 }
                 '\n' if newlines || self.depth > 0 => {
-                    self.bump();
+                    self.cursor.bump();
                 }
                 '#' => {
-                    while self.peek().is_some_and(|c| c != '\n') {
-                        self.bump();
+                    while self.cursor.peek().is_some_and(|c| c != '\n') {
+                        self.cursor.bump();
                     }
                 }
                 _ => break,
@@ -97,19 +69,19 @@ impl Parser {
     /// Whether the rest of the current line is blank and the next non-blank line starts with `|`; if so,
     /// move to that `|`.
     fn continuation(&mut self) -> bool {
-        let saved = (self.at, self.line, self.column);
+        let saved = self.cursor.mark();
         self.space(true);
-        if self.peek() == Some('|') {
+        if self.cursor.peek() == Some('|') {
             return true;
         }
-        (self.at, self.line, self.column) = saved;
+        self.cursor.reset(saved);
         false
     }
 
     fn grammar(&mut self) -> Result<()> {
         loop {
             self.space(true);
-            if self.peek().is_none() {
+            if self.cursor.peek().is_none() {
                 return Ok(());
             }
             self.rule()?;
@@ -117,37 +89,37 @@ impl Parser {
     }
 
     fn rule(&mut self) -> Result<()> {
-        let at = self.pos();
+        let at = self.cursor.pos();
         let name = self.name()?;
         self.space(false);
         for expected in [':', ':', '='] {
-            if self.peek() != Some(expected) {
+            if self.cursor.peek() != Some(expected) {
                 return error(
-                    self.pos(),
+                    self.cursor.pos(),
                     format!("expected \"::=\" after the rule name {name:?}"),
                 );
             }
-            self.bump();
+            self.cursor.bump();
         }
         self.space(true);
         let expr = self.alternatives()?;
-        match self.peek() {
+        match self.cursor.peek() {
             None | Some('\n') => {}
-            Some(')') => return error(self.pos(), "unbalanced \")\""),
-            Some(c) => return error(self.pos(), format!("unexpected {c:?}")),
+            Some(')') => return error(self.cursor.pos(), "unbalanced \")\""),
+            Some(c) => return error(self.cursor.pos(), format!("unexpected {c:?}")),
         }
         self.rules.define(&name, expr, at)
     }
 
     fn name(&mut self) -> Result<String> {
-        let at = self.pos();
+        let at = self.cursor.pos();
         let mut name = String::new();
-        while let Some(c) = self.peek().filter(|&c| is_name_char(c)) {
+        while let Some(c) = self.cursor.peek().filter(|&c| is_name_char(c)) {
             name.push(c);
-            self.bump();
+            self.cursor.bump();
         }
         if name.is_empty() {
-            return match self.peek() {
+            return match self.cursor.peek() {
                 Some(c) => error(at, format!("expected a rule name, found {c:?}")),
                 None => error(at, "expected a rule name, found the end of the grammar"),
             };
@@ -158,13 +130,13 @@ impl Parser {
     fn alternatives(&mut self) -> Result<Expr> {
         let mut alternatives = vec![self.sequence()?];
         loop {
-            if self.peek() == Some('\n') && self.depth == 0 && !self.continuation() {
+            if self.cursor.peek() == Some('\n') && self.depth == 0 && !self.continuation() {
                 break;
             }
-            if self.peek() != Some('|') {
+            if self.cursor.peek() != Some('|') {
                 break;
             }
-            self.bump();
+            self.cursor.bump();
             self.space(true);
             alternatives.push(self.sequence()?);
         }
@@ -177,7 +149,7 @@ impl Parser {
 
     fn sequence(&mut self) -> Result<Expr> {
         let mut parts = Vec::new();
-        while let Some(c) = self.peek() {
+        while let Some(c) = self.cursor.peek() {
             if matches!(c, '|' | ')' | '\n') {
                 break;
             }
@@ -193,32 +165,32 @@ impl Parser {
     }
 
     fn element(&mut self) -> Result<Expr> {
-        let at = self.pos();
-        match self.peek() {
+        let at = self.cursor.pos();
+        match self.cursor.peek() {
             Some('"') => {
-                self.bump();
+                self.cursor.bump();
                 self.literal(at)
             }
             Some('[') => {
-                self.bump();
+                self.cursor.bump();
                 self.class(at)
             }
             Some('.') => {
-                self.bump();
+                self.cursor.bump();
                 Ok(Expr::Class {
                     ranges: Vec::new(),
                     negated: true,
                 })
             }
             Some('(') => {
-                self.bump();
+                self.cursor.bump();
                 self.depth += 1;
                 self.space(true);
                 let inner = self.alternatives()?;
-                if self.peek() != Some(')') {
+                if self.cursor.peek() != Some(')') {
                     return error(at, "unclosed \"(\"");
                 }
-                self.bump();
+                self.cursor.bump();
                 self.depth -= 1;
                 Ok(inner)
             }
@@ -232,37 +204,33 @@ impl Parser {
     }
 
     fn repetition(&mut self, element: Expr) -> Result<Expr> {
-        let at = self.pos();
-        let (min, max) = match self.peek() {
-            Some('*') => (0, None),
-            Some('+') => (1, None),
-            Some('?') => (0, Some(1)),
-            Some('{') => {
-                self.bump();
-                return self.braces(element, at);
-            }
-            _ => return Ok(element),
-        };
-        self.bump();
-        Ok(repeat(element, min, max))
+        let at = self.cursor.pos();
+        if let Some((min, max)) = self.cursor.repetition_operator() {
+            return Ok(Expr::repeat(element, min, max));
+        }
+        if self.cursor.peek() == Some('{') {
+            self.cursor.bump();
+            return self.braces(element, at);
+        }
+        Ok(element)
     }
 
     fn braces(&mut self, element: Expr, at: SourcePos) -> Result<Expr> {
         self.space(false);
         let min = self.number()?;
         self.space(false);
-        let max = if self.peek() == Some(',') {
-            self.bump();
+        let max = if self.cursor.peek() == Some(',') {
+            self.cursor.bump();
             self.space(false);
             self.number()?
         } else {
             Some(min.unwrap_or(0))
         };
         self.space(false);
-        if self.peek() != Some('}') {
-            return error(self.pos(), "expected \"}\" to close the repetition");
+        if self.cursor.peek() != Some('}') {
+            return error(self.cursor.pos(), "expected \"}\" to close the repetition");
         }
-        self.bump();
+        self.cursor.bump();
         let min = min.unwrap_or(0);
         if let Some(max) = max {
             if max < min {
@@ -278,15 +246,15 @@ impl Parser {
                 format!("repetition counts above {MAX_REPEAT} are not supported"),
             );
         }
-        Ok(repeat(element, min, max))
+        Ok(Expr::repeat(element, min, max))
     }
 
     fn number(&mut self) -> Result<Option<u32>> {
-        let at = self.pos();
+        let at = self.cursor.pos();
         let mut digits = String::new();
-        while let Some(c) = self.peek().filter(char::is_ascii_digit) {
+        while let Some(c) = self.cursor.peek().filter(char::is_ascii_digit) {
             digits.push(c);
-            self.bump();
+            self.cursor.bump();
         }
         if digits.is_empty() {
             return Ok(None);
@@ -300,7 +268,7 @@ impl Parser {
     fn literal(&mut self, at: SourcePos) -> Result<Expr> {
         let mut text = String::new();
         loop {
-            match self.bump() {
+            match self.cursor.bump() {
                 None | Some('\n') => return error(at, "unterminated string literal"),
                 Some('"') => break,
                 Some('\\') => text.push(self.escape()?),
@@ -315,22 +283,22 @@ impl Parser {
     }
 
     fn class(&mut self, at: SourcePos) -> Result<Expr> {
-        let negated = self.peek() == Some('^');
+        let negated = self.cursor.peek() == Some('^');
         if negated {
-            self.bump();
+            self.cursor.bump();
         }
         let mut ranges = Vec::new();
         loop {
-            let low = match self.bump() {
+            let low = match self.cursor.bump() {
                 None | Some('\n') => return error(at, "unterminated character class"),
                 Some(']') => break,
                 Some('\\') => self.escape()?,
                 Some(c) => c,
             };
             let mut high = low;
-            if self.peek() == Some('-') && self.chars.get(self.at + 1).is_some_and(|&c| c != ']') {
-                self.bump();
-                high = match self.bump() {
+            if self.cursor.peek() == Some('-') && self.cursor.peek_at(1).is_some_and(|c| c != ']') {
+                self.cursor.bump();
+                high = match self.cursor.bump() {
                     Some('\\') => self.escape()?,
                     Some(c) => c,
                     None => return error(at, "unterminated character class"),
@@ -349,8 +317,8 @@ impl Parser {
 
     /// The character after a backslash.
     fn escape(&mut self) -> Result<char> {
-        let at = self.pos();
-        let hex_digits = match self.bump() {
+        let at = self.cursor.pos();
+        let hex_digits = match self.cursor.bump() {
             Some('n') => return Ok('\n'),
             Some('r') => return Ok('\r'),
             Some('t') => return Ok('\t'),
@@ -363,10 +331,10 @@ impl Parser {
         };
         let mut value = 0u32;
         for _ in 0..hex_digits {
-            let Some(digit) = self.peek().and_then(|c| c.to_digit(16)) else {
+            let Some(digit) = self.cursor.peek().and_then(|c| c.to_digit(16)) else {
                 return error(at, format!("expected {hex_digits} hex digits in the escape"));
             };
-            self.bump();
+            self.cursor.bump();
             value = value * 16 + digit;
         }
         match char::from_u32(value) {
@@ -378,14 +346,6 @@ impl Parser {
 
 fn error<T>(at: SourcePos, message: impl fmt::Display) -> Result<T> {
     Err(CoreError::Grammar(format!("GBNF {at}: {message}")))
-}
-
-fn repeat(element: Expr, min: u32, max: Option<u32>) -> Expr {
-    Expr::Repeat {
-        expr: Box::new(element),
-        min,
-        max,
-    }
 }
 
 #[cfg(test)]
@@ -423,7 +383,7 @@ mod tests {
                     ranges: vec![('A', 'Z')],
                     negated: false
                 },
-                repeat(
+                Expr::repeat(
                     Expr::Class {
                         ranges: vec![('a', 'z')],
                         negated: false

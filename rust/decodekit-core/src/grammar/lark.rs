@@ -69,6 +69,7 @@ use std::fmt;
 use regex_syntax::hir::{ClassUnicode, ClassUnicodeRange};
 
 use super::cfg::{Cfg, Expr, RuleTable, SourcePos, MAX_REPEAT};
+use super::cursor::Cursor;
 use crate::error::{CoreError, Result};
 
 /// The rule a text must derive.
@@ -130,10 +131,7 @@ const COMMON: [(&str, &str); 25] = [
 /// Parse the Lark grammar `text` into a checked grammar rooted at its rule `start`.
 pub fn parse(text: &str) -> Result<Cfg> {
     let mut parser = Parser {
-        chars: text.chars().collect(),
-        at: 0,
-        line: 1,
-        column: 1,
+        cursor: Cursor::new(text),
         depth: 0,
         rules: RuleTable::default(),
         ignored: None,
@@ -184,10 +182,7 @@ struct TerminalReferences {
 }
 
 struct Parser {
-    chars: Vec<char>,
-    at: usize,
-    line: usize,
-    column: usize,
+    cursor: Cursor,
     /// Open groups.
     depth: usize,
     rules: RuleTable,
@@ -227,101 +222,74 @@ fn bad_name(name: &str) -> String {
 }
 
 impl Parser {
-    fn pos(&self) -> SourcePos {
-        SourcePos {
-            line: self.line,
-            column: self.column,
-        }
-    }
-
-    fn peek(&self) -> Option<char> {
-        self.chars.get(self.at).copied()
-    }
-
-    fn peek_at(&self, ahead: usize) -> Option<char> {
-        self.chars.get(self.at + ahead).copied()
-    }
-
-    fn bump(&mut self) -> Option<char> {
-        let c = self.peek()?;
-        self.at += 1;
-        if c == '\n' {
-            self.line += 1;
-            self.column = 1;
-        } else {
-            self.column += 1;
-        }
-        Some(c)
-    }
-
     /// Skip spaces, tabs, comments and `\`-continued line ends; newlines too when `newlines`.
     fn space(&mut self, newlines: bool) {
-        while let Some(c) = self.peek() {
+        while let Some(c) = self.cursor.peek() {
             match c {
                 ' ' | '\t' | '\r' => {}
                 '\n' if newlines => {}
-                '/' if self.peek_at(1) == Some('/') => {
-                    while self.peek().is_some_and(|c| c != '\n') {
-                        self.bump();
+                '/' if self.cursor.peek_at(1) == Some('/') => {
+                    while self.cursor.peek().is_some_and(|c| c != '\n') {
+                        self.cursor.bump();
                     }
                     continue;
                 }
                 '\\' => {
                     let mut ahead = 1;
-                    while matches!(self.peek_at(ahead), Some(' ' | '\t' | '\r')) {
+                    while matches!(self.cursor.peek_at(ahead), Some(' ' | '\t' | '\r')) {
                         ahead += 1;
                     }
-                    if self.peek_at(ahead) != Some('\n') {
+                    if self.cursor.peek_at(ahead) != Some('\n') {
                         return;
                     }
                     for _ in 0..ahead {
-                        self.bump();
+                        self.cursor.bump();
                     }
                 }
                 _ => return,
             }
-            self.bump();
+            self.cursor.bump();
         }
     }
 
     /// Whether the rest of the current line is blank and the next non-blank line starts with `|`; if so,
     /// move to that `|`.
     fn continuation(&mut self) -> bool {
-        let saved = (self.at, self.line, self.column);
+        let saved = self.cursor.mark();
         self.space(true);
-        if self.peek() == Some('|') {
+        if self.cursor.peek() == Some('|') {
             return true;
         }
-        (self.at, self.line, self.column) = saved;
+        self.cursor.reset(saved);
         false
     }
 
     fn grammar(&mut self) -> Result<()> {
         loop {
             self.space(true);
-            match self.peek() {
+            match self.cursor.peek() {
                 None => return Ok(()),
                 Some('%') => self.directive()?,
                 Some(_) => self.definition()?,
             }
             self.space(false);
-            match self.peek() {
+            match self.cursor.peek() {
                 None | Some('\n') => {}
-                Some(c @ (')' | ']')) => return error(self.pos(), format!("unbalanced {c:?}")),
-                Some(c) => return error(self.pos(), format!("unexpected {c:?}")),
+                Some(c @ (')' | ']')) => return error(self.cursor.pos(), format!("unbalanced {c:?}")),
+                Some(c) => return error(self.cursor.pos(), format!("unexpected {c:?}")),
             }
         }
     }
 
     fn name(&mut self, what: &str) -> Result<String> {
-        let at = self.pos();
+        let at = self.cursor.pos();
         let mut name = String::new();
-        while let Some(c) = self.peek().filter(|&c| is_name_char(c)) {
+        while let Some(c) = self.cursor.peek().filter(|&c| is_name_char(c)) {
             name.push(c);
-            self.bump();
+            self.cursor.bump();
         }
         if name.is_empty() {
-            return match self.peek() {
+            return match self.cursor.peek() {
                 Some(c) => error(at, format!("expected {what}, found {c:?}")),
                 None => error(at, format!("expected {what}, found the end of the grammar")),
             };
@@ -331,13 +299,13 @@ impl Parser {
 
     /// A rule or terminal definition.
     fn definition(&mut self) -> Result<()> {
-        let at = self.pos();
+        let at = self.cursor.pos();
         let mut modifiers = false;
-        while matches!(self.peek(), Some('?' | '!')) {
-            self.bump();
+        while matches!(self.cursor.peek(), Some('?' | '!')) {
+            self.cursor.bump();
             modifiers = true;
         }
-        let name_at = self.pos();
+        let name_at = self.cursor.pos();
         let name = self.name("a rule or terminal definition")?;
         let Some(kind) = name_kind(&name) else {
             return error(name_at, bad_name(&name));
@@ -349,20 +317,23 @@ impl Parser {
             );
         }
         self.space(false);
-        if self.peek() == Some('{') {
-            return error(self.pos(), format!("templates ({name}{{...}}) are not supported"));
+        if self.cursor.peek() == Some('{') {
+            return error(
+                self.cursor.pos(),
+                format!("templates ({name}{{...}}) are not supported"),
+            );
         }
-        if self.peek() == Some('.') {
+        if self.cursor.peek() == Some('.') {
             self.priority()?;
         }
-        if self.peek() != Some(':') {
+        if self.cursor.peek() != Some(':') {
             let noun = if kind == Kind::Rule { "rule" } else { "terminal" };
             return error(
-                self.pos(),
+                self.cursor.pos(),
                 format!("expected \":\" after the {noun} name {name:?}"),
             );
         }
-        self.bump();
+        self.cursor.bump();
         self.space(false);
         let expr = if kind == Kind::Rule {
             let expr = self.alternatives(Body::Rule)?;
@@ -387,29 +358,29 @@ impl Parser {
 
     /// `.2` after a definition's name (read and ignored).
     fn priority(&mut self) -> Result<()> {
-        let at = self.pos();
-        self.bump();
+        let at = self.cursor.pos();
+        self.cursor.bump();
         self.space(false);
-        if matches!(self.peek(), Some('+' | '-')) {
-            self.bump();
+        if matches!(self.cursor.peek(), Some('+' | '-')) {
+            self.cursor.bump();
         }
-        if !self.peek().is_some_and(|c| c.is_ascii_digit()) {
+        if !self.cursor.peek().is_some_and(|c| c.is_ascii_digit()) {
             return error(at, "expected a priority number after \".\" (as in name.2: ...)");
         }
-        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
-            self.bump();
+        while self.cursor.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.cursor.bump();
         }
         self.space(false);
         Ok(())
     }
 
     fn directive(&mut self) -> Result<()> {
-        let at = self.pos();
-        self.bump();
+        let at = self.cursor.pos();
+        self.cursor.bump();
         let mut word = String::new();
-        while let Some(c) = self.peek().filter(|&c| is_name_char(c)) {
+        while let Some(c) = self.cursor.peek().filter(|&c| is_name_char(c)) {
             word.push(c);
-            self.bump();
+            self.cursor.bump();
         }
         match word.as_str() {
             "ignore" => self.ignore(at),
@@ -437,29 +408,29 @@ impl Parser {
 
     fn import(&mut self, at: SourcePos) -> Result<()> {
         self.space(false);
-        if self.peek() == Some('.') {
+        if self.cursor.peek() == Some('.') {
             return error(
-                self.pos(),
+                self.cursor.pos(),
                 "relative imports are not supported: only the built-in module common can be imported",
             );
         }
-        let mut path = vec![(self.pos(), self.name("a module name after %import")?)];
-        while self.peek() == Some('.') {
-            self.bump();
-            path.push((self.pos(), self.name("a name after \".\"")?));
+        let mut path = vec![(self.cursor.pos(), self.name("a module name after %import")?)];
+        while self.cursor.peek() == Some('.') {
+            self.cursor.bump();
+            path.push((self.cursor.pos(), self.name("a name after \".\"")?));
         }
         self.space(false);
-        let names = if self.peek() == Some('(') {
-            self.bump();
+        let names = if self.cursor.peek() == Some('(') {
+            self.cursor.bump();
             self.name_list()?
         } else {
             let (name_at, name) = path.pop().unwrap_or_default();
             if path.is_empty() {
                 return error(at, format!("nothing is imported from {name} (write {name}.NAME)"));
             }
-            let alias = if self.peek() == Some('-') && self.peek_at(1) == Some('>') {
-                self.bump();
-                self.bump();
+            let alias = if self.cursor.peek() == Some('-') && self.cursor.peek_at(1) == Some('>') {
+                self.cursor.bump();
+                self.cursor.bump();
                 self.space(false);
                 self.name("a name after \"->\"")?
             } else {
@@ -488,21 +459,21 @@ impl Parser {
         let mut names = Vec::new();
         loop {
             self.space(false);
-            let at = self.pos();
+            let at = self.cursor.pos();
             let name = self.name("a name to import")?;
             names.push((at, name.clone(), name));
             self.space(false);
-            match self.peek() {
+            match self.cursor.peek() {
                 Some(',') => {
-                    self.bump();
+                    self.cursor.bump();
                 }
                 Some(')') => {
-                    self.bump();
+                    self.cursor.bump();
                     return Ok(names);
                 }
                 _ => {
                     return error(
-                        self.pos(),
+                        self.cursor.pos(),
                         "expected \",\" or \")\" in the list of imported names",
                     )
                 }
@@ -536,13 +507,13 @@ impl Parser {
     fn alternatives(&mut self, body: Body<'_>) -> Result<Expr> {
         let mut alternatives = vec![self.alternative(body)?];
         loop {
-            if self.peek() == Some('\n') && !self.continuation() {
+            if self.cursor.peek() == Some('\n') && !self.continuation() {
                 break;
             }
-            if self.peek() != Some('|') {
+            if self.cursor.peek() != Some('|') {
                 break;
             }
-            self.bump();
+            self.cursor.bump();
             self.space(false);
             alternatives.push(self.alternative(body)?);
         }
@@ -552,9 +523,9 @@ impl Parser {
     fn alternative(&mut self, body: Body<'_>) -> Result<Expr> {
         let mut items = Vec::new();
         loop {
-            match self.peek() {
+            match self.cursor.peek() {
                 None | Some('|' | ')' | ']' | '\n') => break,
-                Some('-') if self.peek_at(1) == Some('>') => {
+                Some('-') if self.cursor.peek_at(1) == Some('>') => {
                     self.alias(body)?;
                     break;
                 }
@@ -569,7 +540,7 @@ impl Parser {
 
     /// `-> name` (read and ignored).
     fn alias(&mut self, body: Body<'_>) -> Result<()> {
-        let at = self.pos();
+        let at = self.cursor.pos();
         match body {
             Body::Rule if self.depth == 0 => {}
             Body::Rule => {
@@ -580,10 +551,10 @@ impl Parser {
             }
             Body::Terminal(_) | Body::Ignore => return error(at, "aliases (->) are only allowed in rules"),
         }
-        self.bump();
-        self.bump();
+        self.cursor.bump();
+        self.cursor.bump();
         self.space(false);
-        let name_at = self.pos();
+        let name_at = self.cursor.pos();
         let name = self.name("an alias name after \"->\"")?;
         if name_kind(&name) != Some(Kind::Rule) {
             return error(
@@ -599,19 +570,15 @@ impl Parser {
     fn item(&mut self, body: Body<'_>) -> Result<Expr> {
         let atom = self.atom(body)?;
         self.space(false);
-        let at = self.pos();
-        let (min, max) = match self.peek() {
-            Some('?') => (0, Some(1)),
-            Some('*') => (0, None),
-            Some('+') => (1, None),
-            Some('~') => {
-                self.bump();
-                return self.counted(atom, at);
-            }
-            _ => return Ok(atom),
-        };
-        self.bump();
-        Ok(repeat(atom, min, max))
+        let at = self.cursor.pos();
+        if let Some((min, max)) = self.cursor.repetition_operator() {
+            return Ok(Expr::repeat(atom, min, max));
+        }
+        if self.cursor.peek() == Some('~') {
+            self.cursor.bump();
+            return self.counted(atom, at);
+        }
+        Ok(atom)
     }
 
     /// `~ n` or `~ n..m` after the tilde.
@@ -619,9 +586,9 @@ impl Parser {
         self.space(false);
         let min = self.count()?;
         self.space(false);
-        let max = if self.peek() == Some('.') && self.peek_at(1) == Some('.') {
-            self.bump();
-            self.bump();
+        let max = if self.cursor.peek() == Some('.') && self.cursor.peek_at(1) == Some('.') {
+            self.cursor.bump();
+            self.cursor.bump();
             self.space(false);
             self.count()?
         } else {
@@ -639,15 +606,15 @@ impl Parser {
                 format!("repetition counts above {MAX_REPEAT} are not supported"),
             );
         }
-        Ok(repeat(atom, min, Some(max)))
+        Ok(Expr::repeat(atom, min, Some(max)))
     }
 
     fn count(&mut self) -> Result<u32> {
-        let at = self.pos();
+        let at = self.cursor.pos();
         let mut digits = String::new();
-        while let Some(c) = self.peek().filter(char::is_ascii_digit) {
+        while let Some(c) = self.cursor.peek().filter(char::is_ascii_digit) {
             digits.push(c);
-            self.bump();
+            self.cursor.bump();
         }
         if digits.is_empty() {
             return error(at, "expected a repetition count after \"~\"");
@@ -661,8 +628,8 @@ impl Parser {
     }
 
     fn atom(&mut self, body: Body<'_>) -> Result<Expr> {
-        let at = self.pos();
-        match self.peek() {
+        let at = self.cursor.pos();
+        match self.cursor.peek() {
             Some('"') => self.literal_or_range(body, at),
             Some('/') => {
                 let regex = self.regex(at)?;
@@ -684,18 +651,18 @@ impl Parser {
                 format!("groups nested more than {MAX_NESTING} deep are not supported"),
             );
         }
-        self.bump();
+        self.cursor.bump();
         self.depth += 1;
         self.space(false);
         let inner = self.alternatives(body)?;
         let close = if open == '(' { ')' } else { ']' };
-        if self.peek() != Some(close) {
+        if self.cursor.peek() != Some(close) {
             return error(at, format!("unclosed {open:?}"));
         }
-        self.bump();
+        self.cursor.bump();
         self.depth -= 1;
         Ok(if open == '[' {
-            repeat(inner, 0, Some(1))
+            Expr::repeat(inner, 0, Some(1))
         } else {
             inner
         })
@@ -704,7 +671,7 @@ impl Parser {
     /// A rule or terminal name in a body.
     fn reference(&mut self, body: Body<'_>, at: SourcePos) -> Result<Expr> {
         let name = self.name("a name")?;
-        if self.peek() == Some('{') {
+        if self.cursor.peek() == Some('{') {
             return error(at, format!("templates ({name}{{...}}) are not supported"));
         }
         match (name_kind(&name), body) {
@@ -740,12 +707,12 @@ impl Parser {
     fn literal_or_range(&mut self, body: Body<'_>, at: SourcePos) -> Result<Expr> {
         let (text, insensitive) = self.string(at)?;
         self.space(false);
-        let expr = if self.peek() == Some('.') && self.peek_at(1) == Some('.') {
-            self.bump();
-            self.bump();
+        let expr = if self.cursor.peek() == Some('.') && self.cursor.peek_at(1) == Some('.') {
+            self.cursor.bump();
+            self.cursor.bump();
             self.space(false);
-            let end_at = self.pos();
-            if self.peek() != Some('"') {
+            let end_at = self.cursor.pos();
+            if self.cursor.peek() != Some('"') {
                 return error(end_at, "expected a string after \"..\" (as in \"a\"..\"z\")");
             }
             let (end, end_insensitive) = self.string(end_at)?;
@@ -762,27 +729,27 @@ impl Parser {
 
     /// A `"..."` literal's text, and whether the `i` flag follows it.
     fn string(&mut self, at: SourcePos) -> Result<(String, bool)> {
-        self.bump();
+        self.cursor.bump();
         let mut text = String::new();
         loop {
-            match self.bump() {
+            match self.cursor.bump() {
                 None | Some('\n') => return error(at, "unterminated string literal"),
                 Some('"') => break,
                 Some('\\') => self.escape(&mut text, at)?,
                 Some(c) => text.push(c),
             }
         }
-        let insensitive = self.peek() == Some('i');
+        let insensitive = self.cursor.peek() == Some('i');
         if insensitive {
-            self.bump();
+            self.cursor.bump();
         }
         Ok((text, insensitive))
     }
 
     /// The escape after a backslash in a literal, as Lark reads it.
     fn escape(&mut self, text: &mut String, literal_at: SourcePos) -> Result<()> {
-        let at = self.pos();
-        let hex_digits = match self.bump() {
+        let at = self.cursor.pos();
+        let hex_digits = match self.cursor.bump() {
             None | Some('\n') => return error(literal_at, "unterminated string literal"),
             Some('x') => 2,
             Some('u') => 4,
@@ -804,10 +771,10 @@ impl Parser {
         };
         let mut value = 0u32;
         for _ in 0..hex_digits {
-            let Some(digit) = self.peek().and_then(|c| c.to_digit(16)) else {
+            let Some(digit) = self.cursor.peek().and_then(|c| c.to_digit(16)) else {
                 return error(at, format!("expected {hex_digits} hex digits in the escape"));
             };
-            self.bump();
+            self.cursor.bump();
             value = value * 16 + digit;
         }
         match char::from_u32(value) {
@@ -821,13 +788,13 @@ impl Parser {
 
     /// `/regex/flags`.
     fn regex(&mut self, at: SourcePos) -> Result<Expr> {
-        self.bump();
+        self.cursor.bump();
         let mut pattern = String::new();
         loop {
-            match self.bump() {
+            match self.cursor.bump() {
                 None | Some('\n') => return error(at, "unterminated regular expression"),
                 Some('/') => break,
-                Some('\\') => match self.bump() {
+                Some('\\') => match self.cursor.bump() {
                     None | Some('\n') => return error(at, "unterminated regular expression"),
                     Some('/') => pattern.push('/'),
                     Some(c) => {
@@ -839,7 +806,7 @@ impl Parser {
             }
         }
         let mut flags = String::new();
-        while let Some(flag) = self.peek().filter(char::is_ascii_alphabetic) {
+        while let Some(flag) = self.cursor.peek().filter(char::is_ascii_alphabetic) {
             match flag {
                 'i' | 's' | 'x' | 'u' => {
                     if !flags.contains(flag) {
@@ -848,19 +815,19 @@ impl Parser {
                 }
                 'm' => {
                     return error(
-                        self.pos(),
+                        self.cursor.pos(),
                         "the regex flag m is not supported: a terminal has no lines, anchors have no \
                          meaning inside a grammar",
                     )
                 }
                 _ => {
                     return error(
-                        self.pos(),
+                        self.cursor.pos(),
                         format!("unsupported regex flag {flag:?} (the supported ones are i, s, x and u)"),
                     )
                 }
             }
-            self.bump();
+            self.cursor.bump();
         }
         let pattern = if flags.is_empty() {
             pattern
@@ -939,7 +906,7 @@ impl Parser {
             let expr = if alternatives.is_empty() {
                 Expr::Empty
             } else {
-                repeat(one_or_many(alternatives, Expr::Alt), 0, None)
+                Expr::repeat(one_or_many(alternatives, Expr::Alt), 0, None)
             };
             self.rules.define(IGNORED_RULE, expr, self.ignored_at)?;
         }
@@ -1005,14 +972,6 @@ fn one_or_many(mut parts: Vec<Expr>, many: fn(Vec<Expr>) -> Expr) -> Expr {
         0 => Expr::Empty,
         1 => parts.pop().unwrap_or(Expr::Empty),
         _ => many(parts),
-    }
-}
-
-fn repeat(expr: Expr, min: u32, max: Option<u32>) -> Expr {
-    Expr::Repeat {
-        expr: Box::new(expr),
-        min,
-        max,
     }
 }
 

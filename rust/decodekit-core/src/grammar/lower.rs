@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use regex_syntax::hir::{Class, ClassUnicode, ClassUnicodeRange, Hir, Repetition};
 use regex_syntax::utf8::Utf8Sequences;
 
-use super::cfg::{Cfg, Expr};
+use super::cfg::{collect_refs, Cfg, Expr};
 use super::regex::{self, ByteDfa, RegexLimits};
 use crate::error::{CoreError, Result};
 
@@ -212,15 +212,6 @@ fn inline_rules(cfg: &Cfg) -> Vec<Option<Expr>> {
         }
     }
     inlined
-}
-
-fn collect_refs(expr: &Expr, out: &mut Vec<usize>) {
-    match expr {
-        Expr::Empty | Expr::Bytes(_) | Expr::Class { .. } => {}
-        Expr::Rule(i) => out.push(*i),
-        Expr::Seq(parts) | Expr::Alt(parts) => parts.iter().for_each(|p| collect_refs(p, out)),
-        Expr::Repeat { expr, .. } => collect_refs(expr, out),
-    }
 }
 
 /// `expr` with every rule replaced by its inlined expansion, or `None` when some rule has none or the

@@ -11,6 +11,7 @@
 
 pub mod bitmask;
 pub mod cfg;
+mod cursor;
 pub mod earley;
 pub mod ebnf;
 pub mod json_schema;

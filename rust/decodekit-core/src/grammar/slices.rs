@@ -79,6 +79,32 @@ impl PlainText {
     }
 }
 
+/// The states the non-ASCII characters lead to from `state` (each state once).
+fn non_ascii_targets(dfa: &ByteDfa, state: u32) -> Vec<u32> {
+    let mut out: Vec<u32> = Vec::new();
+    for seq in Utf8Sequences::new('\u{80}', '\u{10FFFF}') {
+        let mut states = vec![state];
+        for range in seq.as_slice() {
+            let mut next: Vec<u32> = Vec::new();
+            for &s in &states {
+                for b in range.start..=range.end {
+                    let t = dfa.next(s, b);
+                    if !next.contains(&t) {
+                        next.push(t);
+                    }
+                }
+            }
+            states = next;
+        }
+        for t in states {
+            if !out.contains(&t) {
+                out.push(t);
+            }
+        }
+    }
+    out
+}
+
 /// The state every plain character leads to from `state` ([`DEAD`] when none is allowed), or `None` when
 /// different plain characters lead to different states.
 fn uniform_plain_step(dfa: &ByteDfa, state: u32) -> Option<u32> {
@@ -95,21 +121,8 @@ fn uniform_plain_step(dfa: &ByteDfa, state: u32) -> Option<u32> {
             return None;
         }
     }
-    for seq in Utf8Sequences::new('\u{80}', '\u{10FFFF}') {
-        let mut states = vec![state];
-        for range in seq.as_slice() {
-            let mut next: Vec<u32> = Vec::new();
-            for &s in &states {
-                for b in range.start..=range.end {
-                    let t = dfa.next(s, b);
-                    if !next.contains(&t) {
-                        next.push(t);
-                    }
-                }
-            }
-            states = next;
-        }
-        if !states.into_iter().all(&mut agree) {
+    for t in non_ascii_targets(dfa, state) {
+        if !agree(t) {
             return None;
         }
     }
@@ -157,30 +170,11 @@ pub struct PlainPlan {
 #[must_use]
 pub fn plain_plan(dfa: &ByteDfa, state: u32) -> Option<PlainPlan> {
     // every non-ASCII plain character must lead to one state: the plan's "majority"
-    let mut non_ascii: Option<u32> = None;
-    for seq in Utf8Sequences::new('\u{80}', '\u{10FFFF}') {
-        let mut states = vec![state];
-        for range in seq.as_slice() {
-            let mut next: Vec<u32> = Vec::new();
-            for &s in &states {
-                for b in range.start..=range.end {
-                    let t = dfa.next(s, b);
-                    if !next.contains(&t) {
-                        next.push(t);
-                    }
-                }
-            }
-            states = next;
-        }
-        for t in states {
-            match non_ascii {
-                None => non_ascii = Some(t),
-                Some(c) if c != t => return None,
-                Some(_) => {}
-            }
-        }
+    let targets = non_ascii_targets(dfa, state);
+    let majority = *targets.first()?;
+    if targets.iter().any(|&t| t != majority) {
+        return None;
     }
-    let majority = non_ascii?;
     let exceptions: Vec<u8> = (0x20u8..0x7f)
         .filter(|&b| b != b'"' && b != b'\\' && dfa.next(state, b) != majority)
         .collect();

@@ -119,8 +119,33 @@ impl TokenTrie {
         &self,
         root: usize,
         root_state: S,
+        step: impl FnMut(S, u8) -> Option<S>,
+        visit: impl FnMut(&[u32], S),
+    ) -> usize {
+        self.walk_from(root, root_state, step, visit, |_, _| {})
+    }
+
+    /// Like [`walk`](Self::walk) from the root, and also reports each pruned node: `dead(node, path)` is
+    /// called where `step` refused node `node`'s byte, with `path[d]` the state after the first `d` bytes
+    /// of the node's prefix (`path[0]` is `root_state`; the node's own byte is not in it).
+    pub fn walk_reporting_dead<S: Copy>(
+        &self,
+        root_state: S,
+        step: impl FnMut(S, u8) -> Option<S>,
+        visit: impl FnMut(&[u32], S),
+        dead: impl FnMut(usize, &[S]),
+    ) {
+        self.walk_from(0, root_state, step, visit, dead);
+    }
+
+    #[inline]
+    fn walk_from<S: Copy>(
+        &self,
+        root: usize,
+        root_state: S,
         mut step: impl FnMut(S, u8) -> Option<S>,
         mut visit: impl FnMut(&[u32], S),
+        mut dead: impl FnMut(usize, &[S]),
     ) -> usize {
         let base = self.depth[root] as usize;
         let end = self.subtree_end[root] as usize;
@@ -131,38 +156,6 @@ impl TokenTrie {
         while i < end {
             let d = self.depth[i] as usize - base;
             stepped += 1;
-            match step(states[d - 1], self.byte[i]) {
-                None => i = self.subtree_end[i] as usize,
-                Some(s) => {
-                    states[d] = s;
-                    let (lo, hi) = (self.token_offsets[i] as usize, self.token_offsets[i + 1] as usize);
-                    if lo != hi {
-                        visit(&self.token_ids[lo..hi], s);
-                    }
-                    i += 1;
-                }
-            }
-        }
-        stepped
-    }
-}
-
-impl TokenTrie {
-    /// Like [`walk`](Self::walk) from the root, and also reports each pruned node: `dead(node, path)` is
-    /// called where `step` refused node `node`'s byte, with `path[d]` the state after the first `d` bytes
-    /// of the node's prefix (`path[0]` is `root_state`; the node's own byte is not in it).
-    pub fn walk_reporting_dead<S: Copy>(
-        &self,
-        root_state: S,
-        mut step: impl FnMut(S, u8) -> Option<S>,
-        mut visit: impl FnMut(&[u32], S),
-        mut dead: impl FnMut(usize, &[S]),
-    ) {
-        let end = self.subtree_end[0] as usize;
-        let mut states = vec![root_state; self.max_depth + 1];
-        let mut i = 1;
-        while i < end {
-            let d = self.depth[i] as usize;
             match step(states[d - 1], self.byte[i]) {
                 None => {
                     dead(i, &states[..d]);
@@ -178,8 +171,11 @@ impl TokenTrie {
                 }
             }
         }
+        stepped
     }
+}
 
+impl TokenTrie {
     /// How many bytes node `node`'s prefix has.
     #[must_use]
     pub fn depth(&self, node: usize) -> usize {

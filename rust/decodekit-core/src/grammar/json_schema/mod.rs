@@ -464,16 +464,8 @@ fn string_of(content: Expr) -> Expr {
     Expr::Seq(vec![lit("\""), content, lit("\"")])
 }
 
-/// Any JSON number.
-fn json_number() -> Expr {
-    let digits = |min| Expr::Repeat {
-        expr: Box::new(Expr::Class {
-            ranges: vec![('0', '9')],
-            negated: false,
-        }),
-        min,
-        max: None,
-    };
+/// `-?(0|[1-9][0-9]*)`: the canonical integers.
+fn json_integer() -> Expr {
     Expr::Seq(vec![
         opt(lit("-")),
         Expr::Alt(vec![
@@ -486,6 +478,25 @@ fn json_number() -> Expr {
                 digits(0),
             ]),
         ]),
+    ])
+}
+
+/// At least `min` decimal digits.
+fn digits(min: u32) -> Expr {
+    Expr::repeat(
+        Expr::Class {
+            ranges: vec![('0', '9')],
+            negated: false,
+        },
+        min,
+        None,
+    )
+}
+
+/// Any JSON number.
+fn json_number() -> Expr {
+    Expr::Seq(vec![
+        json_integer(),
         opt(Expr::Seq(vec![lit("."), digits(1)])),
         opt(Expr::Seq(vec![
             Expr::Class {
@@ -498,26 +509,6 @@ fn json_number() -> Expr {
             }),
             digits(1),
         ])),
-    ])
-}
-
-/// The canonical integers.
-fn json_integer() -> Expr {
-    Expr::Seq(vec![
-        opt(lit("-")),
-        Expr::Alt(vec![
-            lit("0"),
-            Expr::Seq(vec![
-                Expr::Class {
-                    ranges: vec![('1', '9')],
-                    negated: false,
-                },
-                star(Expr::Class {
-                    ranges: vec![('0', '9')],
-                    negated: false,
-                }),
-            ]),
-        ]),
     ])
 }
 

@@ -6,9 +6,9 @@
 //! `minLength`/`maxLength` count units and a `pattern` is matched against the decoded text: the regex's
 //! characters are mapped to their encodings one by one.
 
-use regex_syntax::hir::{Class, Hir, HirKind, Look};
+use regex_syntax::hir::{Hir, HirKind, Look};
 
-use super::super::cfg::{Expr, MAX_REPEAT};
+use super::super::cfg::{hir_to_expr, Expr, RegexLeaves};
 use super::super::lower::class_ranges;
 use crate::error::{CoreError, Result};
 
@@ -231,53 +231,30 @@ fn ecma_classes(pattern: &str) -> String {
     out
 }
 
+/// A regex's leaves as JSON-string-encoded characters.
+struct Encoded;
+
+impl RegexLeaves for Encoded {
+    fn literal(&self, bytes: &[u8]) -> Result<Expr> {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| CoreError::UnsupportedSchema("a pattern literal that is not valid UTF-8".into()))?;
+        Ok(Expr::Bytes(encode(text).into_bytes()))
+    }
+
+    fn class(&self, ranges: &[(char, char)]) -> Expr {
+        char_class(ranges, false)
+    }
+
+    fn refuse(&self, what: &str) -> CoreError {
+        CoreError::UnsupportedSchema(format!(
+            "a pattern with {what} (other than a leading ^ and a trailing $) is not supported"
+        ))
+    }
+}
+
 /// A regex (already stripped of its end anchors) over encoded characters.
 fn from_hir(hir: &Hir) -> Result<Expr> {
-    Ok(match hir.kind() {
-        HirKind::Empty => Expr::Empty,
-        HirKind::Literal(literal) => {
-            let text = std::str::from_utf8(&literal.0)
-                .map_err(|_| CoreError::Grammar("a pattern literal is not valid UTF-8".into()))?;
-            Expr::Bytes(encode(text).into_bytes())
-        }
-        HirKind::Class(Class::Unicode(class)) => {
-            let ranges: Vec<(char, char)> = class.ranges().iter().map(|r| (r.start(), r.end())).collect();
-            char_class(&ranges, false)
-        }
-        HirKind::Class(Class::Bytes(class)) => {
-            if class.ranges().iter().any(|r| r.end() > 0x7F) {
-                return Err(CoreError::UnsupportedSchema(
-                    "a pattern with byte classes beyond ASCII is not supported".into(),
-                ));
-            }
-            let ranges: Vec<(char, char)> = class
-                .ranges()
-                .iter()
-                .map(|r| (char::from(r.start()), char::from(r.end())))
-                .collect();
-            char_class(&ranges, false)
-        }
-        HirKind::Look(_) => {
-            return Err(CoreError::UnsupportedSchema(
-                "a pattern with anchors or assertions other than a leading ^ and a trailing $".into(),
-            ))
-        }
-        HirKind::Repetition(r) => {
-            if r.min > MAX_REPEAT || r.max.is_some_and(|m| m > MAX_REPEAT) {
-                return Err(CoreError::UnsupportedSchema(format!(
-                    "a pattern with repetition counts above {MAX_REPEAT}"
-                )));
-            }
-            Expr::Repeat {
-                expr: Box::new(from_hir(&r.sub)?),
-                min: r.min,
-                max: r.max,
-            }
-        }
-        HirKind::Capture(c) => from_hir(&c.sub)?,
-        HirKind::Concat(parts) => Expr::Seq(parts.iter().map(from_hir).collect::<Result<_>>()?),
-        HirKind::Alternation(parts) => Expr::Alt(parts.iter().map(from_hir).collect::<Result<_>>()?),
-    })
+    hir_to_expr(hir, &Encoded)
 }
 
 const DATE: &str =
