@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import pickle
 from functools import cache
+from typing import Any
 
 import decodekit as dk
 import numpy as np
@@ -295,3 +296,10 @@ def test_lark_grammars_mask_like_the_brute_force() -> None:
 def test_lark_errors_name_the_place(text: str, message: str) -> None:
     with pytest.raises(dk.GrammarError, match=message):
         dk.Grammar.lark(text)
+
+
+@pytest.mark.parametrize("make", [dk.Grammar.ebnf, dk.Grammar.lark])
+def test_deeply_nested_groups_are_refused_not_a_crash(make: Any) -> None:
+    root = "root ::= " if make is dk.Grammar.ebnf else "start: "
+    with pytest.raises(dk.GrammarError, match="nested more than 200 deep"):
+        make(root + "(" * 100_000 + '"a"' + ")" * 100_000)

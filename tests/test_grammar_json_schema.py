@@ -349,3 +349,22 @@ def test_compile_budget() -> None:
     }
     with pytest.raises(dk.ResourceLimitError, match="took more than"):
         dk.Grammar.json_schema(wide, max_compile_seconds=0.001)
+
+
+def test_large_and_deep_schemas_compile_without_exhausting_the_stack() -> None:
+    """Wide, long and deep schemas compile in bounded time and stack (each once crashed or hung)."""
+    names = [f"p{i}" for i in range(1000)]
+    wide = {"type": "object", "properties": dict.fromkeys(names, {"type": "integer"}), "required": names}
+    compiled = dk.Grammar.json_schema(wide).compile(gpt2())
+    assert accepts(compiled, "{" + ",".join(f'"{n}":{i}' for i, n in enumerate(names)) + "}")
+    assert not accepts(compiled, "{" + ",".join(f'"{n}":{i}' for i, n in enumerate(names[:-1])) + "}")
+    deep: Json = {"type": "null"}
+    for _ in range(120):
+        deep = {"type": "array", "items": deep, "maxItems": 2}
+    compiled = dk.Grammar.json_schema(deep).compile(gpt2())
+    assert accepts(compiled, "[" * 120 + "null" + "]" * 120)
+    many = dk.Grammar.json_schema({"type": "array", "items": {"type": "integer"}, "minItems": 3000})
+    assert accepts(many.compile(gpt2()), "[" + ",".join(["7"] * 3000) + "]")
+    assert not accepts(many.compile(gpt2()), "[" + ",".join(["7"] * 2999) + "]")
+    with pytest.raises(dk.UnsupportedSchemaError, match="property name of 200000 characters"):
+        dk.Grammar.json_schema({"type": "object", "properties": {"x" * 200_000: {"type": "integer"}}})

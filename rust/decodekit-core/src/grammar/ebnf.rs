@@ -23,6 +23,9 @@ use super::cfg::{Cfg, Expr, RuleTable, SourcePos, MAX_REPEAT};
 use super::cursor::Cursor;
 use crate::error::{CoreError, Result};
 
+/// Groups may nest this deep (deeper ones are refused rather than risking the stack).
+const MAX_NESTING: usize = 200;
+
 /// Parse GBNF `text` into a checked grammar rooted at `root`.
 pub fn parse(text: &str) -> Result<Cfg> {
     let mut parser = Parser {
@@ -183,6 +186,12 @@ impl Parser {
                 })
             }
             Some('(') => {
+                if self.depth >= MAX_NESTING {
+                    return error(
+                        at,
+                        format!("groups nested more than {MAX_NESTING} deep are not supported"),
+                    );
+                }
                 self.cursor.bump();
                 self.depth += 1;
                 self.space(true);

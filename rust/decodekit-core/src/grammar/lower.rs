@@ -95,13 +95,13 @@ impl Bnf {
             lexeme_states: 0,
         };
         for (i, rule) in cfg.rules().iter().enumerate() {
-            let rhs = match &lowering.inlined[i] {
-                Some(expr) => {
-                    let expr = expr.clone();
-                    lowering.sequence(&expr)?
-                }
-                None => lowering.sequence(&rule.expr)?,
+            // inlinable references are replaced once per rule body, before it is cut into lexemes
+            let body = match &lowering.inlined[i] {
+                Some(expr) => expr.clone(),
+                None if lexemes => lowering.resolve(&rule.expr),
+                None => rule.expr.clone(),
             };
+            let rhs = lowering.sequence(&body)?;
             lowering.add(i as u32, rhs)?;
         }
         let start_symbol = cfg.rules().len() as u32;
@@ -262,6 +262,22 @@ fn node_count(expr: &Expr) -> usize {
     }
 }
 
+/// The bytes of an expression that is one literal string.
+fn literal_bytes(expr: &Expr) -> Option<Vec<u8>> {
+    match expr {
+        Expr::Empty => Some(Vec::new()),
+        Expr::Bytes(b) => Some(b.clone()),
+        Expr::Seq(parts) => {
+            let mut out = Vec::new();
+            for part in parts {
+                out.extend(literal_bytes(part)?);
+            }
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
 fn is_rule_free(expr: &Expr) -> bool {
     match expr {
         Expr::Rule(_) => false,
@@ -342,7 +358,11 @@ impl Lowering {
         if self.too_large.contains(expr) {
             return Ok(None);
         }
-        let dfa = match regex::compile(&to_hir(expr), LEXEME_LIMITS) {
+        let compiled = match literal_bytes(expr) {
+            Some(text) => Ok(ByteDfa::literal(&text)),
+            None => regex::compile(&to_hir(expr), LEXEME_LIMITS),
+        };
+        let dfa = match compiled {
             Ok(dfa) => dfa,
             Err(CoreError::ResourceLimit(_)) => {
                 self.too_large.insert(expr.clone());
@@ -383,19 +403,18 @@ impl Lowering {
         if !self.use_lexemes {
             return self.structure(expr);
         }
-        let expr = self.resolve(expr);
         if matches!(expr, Expr::Empty) {
             return Ok(Vec::new());
         }
-        let free = is_rule_free(&expr);
+        let free = is_rule_free(expr);
         if free {
-            if let Some(symbol) = self.lexeme(&expr)? {
+            if let Some(symbol) = self.lexeme(expr)? {
                 return Ok(vec![symbol]);
             }
         }
-        match &expr {
+        match expr {
             // a rule-free expression whose automaton was too large: split it
-            Expr::Seq(_) | Expr::Alt(_) if free => self.structure(&expr),
+            Expr::Seq(_) | Expr::Alt(_) if free => self.structure(expr),
             Expr::Seq(parts) => {
                 // consecutive rule-free parts make one lexeme
                 let mut out = Vec::new();
@@ -428,7 +447,7 @@ impl Lowering {
                 }
                 Ok(vec![self.helper(lowered)?])
             }
-            _ => self.structure(&expr),
+            _ => self.structure(expr),
         }
     }
 

@@ -104,6 +104,39 @@ impl ByteDfa {
         state as usize / self.stride
     }
 
+    /// The automaton of one literal byte string, built directly (no NFA, no determinization): grammar
+    /// keys and punctuation are most lexemes, and this is much cheaper than compiling them as regexes.
+    #[must_use]
+    pub fn literal(text: &[u8]) -> ByteDfa {
+        // one class per distinct byte of the literal, and class 0 for every other byte
+        let mut classes = [0u8; 256];
+        let mut class_sizes = vec![256u16];
+        for &b in text {
+            if classes[b as usize] == 0 {
+                classes[b as usize] = class_sizes.len() as u8;
+                class_sizes[0] -= 1;
+                class_sizes.push(1);
+            }
+        }
+        let stride = class_sizes.len();
+        // row 0 is dead; row k + 1 is the state after the first k bytes
+        let rows = text.len() + 2;
+        let mut table = vec![DEAD; rows * stride];
+        for (k, &b) in text.iter().enumerate() {
+            table[(k + 1) * stride + classes[b as usize] as usize] = ((k + 2) * stride) as u32;
+        }
+        let mut accepting = vec![false; rows];
+        accepting[rows - 1] = true;
+        ByteDfa {
+            classes,
+            class_sizes,
+            stride,
+            table,
+            accepting,
+            start: stride as u32,
+        }
+    }
+
     /// The only byte that can follow `state`, if exactly one can (and the text cannot end here either).
     #[must_use]
     pub fn forced_byte(&self, state: u32) -> Option<u8> {
@@ -446,5 +479,32 @@ mod tests {
             ),
             Err(CoreError::ResourceLimit(_))
         ));
+    }
+
+    #[test]
+    fn literal_automata_match_the_compiled_ones() {
+        for text in ["", "a", "abcab", "{\"name\":", "é\u{0}\u{ff}"] {
+            let built = ByteDfa::literal(text.as_bytes());
+            let compiled = dfa(&regex_syntax::escape(text));
+            assert_eq!(built.num_states(), compiled.num_states(), "{text:?}");
+            for probe in [
+                "",
+                "a",
+                "ab",
+                "abcab",
+                "abcabc",
+                "{\"name\":",
+                "{\"n",
+                "é",
+                "é\u{0}\u{ff}",
+                "x",
+            ] {
+                let run = |d: &ByteDfa| {
+                    let s = d.run(d.start(), probe.as_bytes());
+                    (s != DEAD, s != DEAD && d.is_accepting(s))
+                };
+                assert_eq!(run(&built), run(&compiled), "{text:?} on {probe:?}");
+            }
+        }
     }
 }

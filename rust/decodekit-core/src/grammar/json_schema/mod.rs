@@ -237,6 +237,27 @@ impl Compiler<'_> {
         self.rules.len() - 1
     }
 
+    /// `expr`, as a shared rule unless it is a few nodes: for an expression used in more than one place
+    /// (nested schemas would otherwise be copied again at every level).
+    fn share(&mut self, name: &str, expr: Expr) -> Expr {
+        fn small(expr: &Expr, budget: &mut usize) -> bool {
+            if *budget == 0 {
+                return false;
+            }
+            *budget -= 1;
+            match expr {
+                Expr::Seq(parts) | Expr::Alt(parts) => parts.iter().all(|p| small(p, budget)),
+                Expr::Repeat { expr, .. } => small(expr, budget),
+                _ => true,
+            }
+        }
+        if small(&expr, &mut 8) {
+            expr
+        } else {
+            self.shared_rule(name, expr)
+        }
+    }
+
     /// `expr` as a rule shared by every use (one lexeme, one set of cached masks).
     fn shared_rule(&mut self, name: &str, expr: Expr) -> Expr {
         if let Some(&i) = self.shared.get(&expr) {

@@ -9,6 +9,10 @@ use super::{
 };
 use crate::error::CoreError;
 
+/// Property names this long cannot be excluded from the keys of additional properties (the exclusion
+/// is one nested expression per character).
+const MAX_EXCLUDED_NAME: usize = 1000;
+
 /// A non-negative integer keyword (`minLength`, `maxItems`, ...), if present.
 fn count(map: &Map<String, Value>, key: &str, ptr: &str) -> Result<Option<u64>> {
     match map.get(key) {
@@ -179,7 +183,9 @@ impl Compiler<'_> {
                     at(ptr)
                 )))
             }
-            Some(schema) => self.schema(schema, &pointer(ptr, "items"))?,
+            Some(schema) => self
+                .schema(schema, &pointer(ptr, "items"))?
+                .map(|e| self.share("items", e)),
         };
         let min = count(map, "minItems", ptr)?.unwrap_or(0);
         let mut max = count(map, "maxItems", ptr)?;
@@ -227,53 +233,44 @@ impl Compiler<'_> {
         min: u64,
         max: Option<u64>,
     ) -> Option<Expr> {
-        let element = |j: usize| -> Option<Expr> {
-            match prefix.get(j) {
-                Some(e) => e.clone(),
-                None => items.cloned(),
-            }
+        let repeat_items = |item: &Expr, least: u64, most: Option<u64>| {
+            Expr::repeat(
+                Expr::Seq(vec![self.comma(), item.clone()]),
+                least as u32,
+                most.map(|m| m as u32),
+            )
         };
-        // positions 0..explicit are spelled out; the rest repeat `items`
-        let explicit = (prefix.len() as u64).max(min).min(max.unwrap_or(u64::MAX)) as usize;
-        let mut rest = match (items, max) {
-            (Some(item), max) if max.is_none_or(|m| m > explicit as u64) => Expr::Repeat {
-                expr: Box::new(Expr::Seq(vec![self.comma(), item.clone()])),
-                min: 0,
-                max: max.map(|m| (m - explicit as u64) as u32),
-            },
-            _ => Expr::Empty,
-        };
-        for j in (1..explicit).rev() {
-            let Some(e) = element(j) else { break };
-            let next = Expr::Seq(vec![self.comma(), e, rest]);
-            rest = if j as u64 >= min { opt(next) } else { next };
-        }
-        let body = if explicit == 0 {
-            match items {
+        // positions 0..k come from `prefixItems` (the array may stop after any of them once `min` is
+        // reached); the rest repeat `items`, as a count rather than nested options
+        let k = prefix.len().min(max.map_or(usize::MAX, |m| m as usize));
+        if k == 0 {
+            return Some(match items {
                 Some(item) if max.is_none_or(|m| m > 0) => {
-                    // `rest` repeats ", item": the first element has no comma
-                    let more = match max {
-                        Some(m) => Expr::Repeat {
-                            expr: Box::new(Expr::Seq(vec![self.comma(), item.clone()])),
-                            min: 0,
-                            max: Some((m - 1) as u32),
-                        },
-                        None => star(Expr::Seq(vec![self.comma(), item.clone()])),
-                    };
-                    opt(Expr::Seq(vec![item.clone(), more]))
+                    let all = Expr::Seq(vec![
+                        item.clone(),
+                        repeat_items(item, min.saturating_sub(1), max.map(|m| m - 1)),
+                    ]);
+                    if min == 0 {
+                        opt(all)
+                    } else {
+                        all
+                    }
                 }
                 _ => Expr::Empty,
+            });
+        }
+        let mut rest = match items {
+            Some(item) if max.is_none_or(|m| m > k as u64) => {
+                repeat_items(item, min.saturating_sub(k as u64), max.map(|m| m - k as u64))
             }
-        } else {
-            let first = element(0)?;
-            let body = Expr::Seq(vec![first, rest]);
-            if min == 0 {
-                opt(body)
-            } else {
-                body
-            }
+            _ => Expr::Empty,
         };
-        Some(body)
+        for j in (1..k).rev() {
+            let next = Expr::Seq(vec![self.comma(), prefix[j].clone()?, rest]);
+            rest = if j as u64 >= min { opt(next) } else { next };
+        }
+        let body = Expr::Seq(vec![prefix[0].clone()?, rest]);
+        Some(if min == 0 { opt(body) } else { body })
     }
 
     pub(super) fn object(&mut self, map: &Map<String, Value>, ptr: &str) -> Result<Option<Expr>> {
@@ -307,7 +304,9 @@ impl Compiler<'_> {
         };
         let additional = match map.get("additionalProperties") {
             None => Some(self.any_value()),
-            Some(schema) => self.schema(schema, &pointer(ptr, "additionalProperties"))?,
+            Some(schema) => self
+                .schema(schema, &pointer(ptr, "additionalProperties"))?
+                .map(|e| self.share("additional property", e)),
         };
         // (name, value grammar, required) in the schema's order, then required names it does not list
         let mut named: Vec<(String, Expr, bool)> = Vec::new();
@@ -322,7 +321,7 @@ impl Compiler<'_> {
             for (name, schema) in properties {
                 let is_required = required.contains(name);
                 match self.schema(schema, &pointer(&base, name))? {
-                    Some(value) => named.push((name.clone(), value, is_required)),
+                    Some(value) => named.push((name.clone(), self.share("property", value), is_required)),
                     None if is_required => return Ok(None),
                     None => {}
                 }
@@ -342,6 +341,16 @@ impl Compiler<'_> {
         }
         self.check_property_counts(map, &named, additional.is_some(), ptr)?;
         let names: Vec<&str> = listed.iter().map(String::as_str).collect();
+        if additional.is_some() {
+            if let Some(long) = names.iter().find(|n| n.chars().count() > MAX_EXCLUDED_NAME) {
+                return Err(CoreError::UnsupportedSchema(format!(
+                    "a property name of {} characters at {} next to additional properties is not supported \
+                     (at most {MAX_EXCLUDED_NAME})",
+                    long.chars().count(),
+                    at(ptr)
+                )));
+            }
+        }
         let member_of_additional = additional
             .map(|value| Expr::Seq(vec![string_of(strings::not_one_of(&names)), self.colon(), value]));
         Ok(Some(self.members(&named, member_of_additional.as_ref(), ptr)))
@@ -390,11 +399,25 @@ impl Compiler<'_> {
             Some(m) => opt(Expr::Seq(vec![m.clone(), after.clone()])),
             None => Expr::Empty,
         };
+        // `first` only matters up to the first required property: nothing can be omitted before it
+        let first_required = named.iter().position(|p| p.2).unwrap_or(named.len());
         for (i, (name, value, required)) in named.iter().enumerate().rev() {
             let m = member(self, name, value);
             if *required {
-                first = Expr::Seq(vec![m.clone(), after.clone()]);
-                after = Expr::Seq(vec![self.comma(), m, after]);
+                if i == first_required {
+                    if i > 0 {
+                        // `after` is used twice from here on: share it as a rule
+                        after = Expr::Rule(self.rule(&format!("members {i} at {}", at(ptr)), after));
+                    }
+                    first = Expr::Seq(vec![m.clone(), after.clone()]);
+                }
+                // a run of required properties stays one flat sequence, however long
+                let mut parts = vec![self.comma(), m];
+                match after {
+                    Expr::Seq(tail) => parts.extend(tail),
+                    tail => parts.push(tail),
+                }
+                after = Expr::Seq(parts);
             } else {
                 // `after` is used twice from here on: share it as a rule
                 let shared = Expr::Rule(self.rule(&format!("members {i} at {}", at(ptr)), after));
