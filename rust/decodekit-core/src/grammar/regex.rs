@@ -137,6 +137,21 @@ impl ByteDfa {
         }
     }
 
+    /// One byte of every byte class that occurs in `lo..=hi` (bytes of one class step alike).
+    #[must_use]
+    pub fn class_representatives(&self, lo: u8, hi: u8) -> Vec<u8> {
+        let mut seen = [false; 256];
+        let mut out = Vec::new();
+        for b in lo..=hi {
+            let class = self.classes[b as usize] as usize;
+            if !seen[class] {
+                seen[class] = true;
+                out.push(b);
+            }
+        }
+        out
+    }
+
     /// The only byte that can follow `state`, if exactly one can (and the text cannot end here either).
     #[must_use]
     pub fn forced_byte(&self, state: u32) -> Option<u8> {

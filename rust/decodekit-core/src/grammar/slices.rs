@@ -79,6 +79,14 @@ impl PlainText {
     }
 }
 
+/// One plain ASCII byte of every byte class that has one.
+fn plain_ascii_representatives(dfa: &ByteDfa) -> Vec<u8> {
+    let mut out = dfa.class_representatives(0x20, b'"' - 1);
+    out.extend(dfa.class_representatives(b'"' + 1, b'\\' - 1));
+    out.extend(dfa.class_representatives(b'\\' + 1, 0x7e));
+    out
+}
+
 /// The states the non-ASCII characters lead to from `state` (each state once).
 fn non_ascii_targets(dfa: &ByteDfa, state: u32) -> Vec<u32> {
     let mut out: Vec<u32> = Vec::new();
@@ -86,8 +94,9 @@ fn non_ascii_targets(dfa: &ByteDfa, state: u32) -> Vec<u32> {
         let mut states = vec![state];
         for range in seq.as_slice() {
             let mut next: Vec<u32> = Vec::new();
+            let bytes = dfa.class_representatives(range.start, range.end);
             for &s in &states {
-                for b in range.start..=range.end {
+                for &b in &bytes {
                     let t = dfa.next(s, b);
                     if !next.contains(&t) {
                         next.push(t);
@@ -116,8 +125,8 @@ fn uniform_plain_step(dfa: &ByteDfa, state: u32) -> Option<u32> {
         }
         Some(c) => c == t,
     };
-    for b in 0x20u8..0x7f {
-        if b != b'"' && b != b'\\' && !agree(dfa.next(state, b)) {
+    for b in plain_ascii_representatives(dfa) {
+        if !agree(dfa.next(state, b)) {
             return None;
         }
     }
