@@ -90,6 +90,7 @@ without them.
 
 from __future__ import annotations
 
+import abc
 import base64
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -384,7 +385,76 @@ def outlines_vocabulary(vocab: AnchorVocab) -> outlines_core.Vocabulary:
     return vocab._oc_vocabulary
 
 
-class OutlinesRegex:
+class AdapterKeepsEos(abc.ABC):
+    """EOS bookkeeping for the adapters whose library cannot be trusted to consume EOS (see the module
+    docs): ``consume(EOS)`` succeeds iff the library says the text is complete, the library state is left
+    as it is, the mask is then ``{EOS}`` and every further ``consume`` fails; ``rollback`` undoes the EOS
+    first. Subclasses set ``vocab`` and provide ``_complete``, ``_fill``, ``_advance`` and ``_rewind``."""
+
+    vocab: AnchorVocab
+    _n_consumed = 0
+    _ended = False
+
+    @abc.abstractmethod
+    def _complete(self) -> bool:
+        """Whether the text so far is complete in the library."""
+
+    @abc.abstractmethod
+    def _fill(self, out: Int32Array) -> None:
+        """Write the library mask into ``out``."""
+
+    @abc.abstractmethod
+    def _advance(self, token: int) -> bool:
+        """Advance the library by a non-EOS token; False (unchanged) if refused."""
+
+    @abc.abstractmethod
+    def _rewind(self, steps: int) -> None:
+        """Roll the library back by ``steps`` non-EOS tokens."""
+
+    @property
+    def num_consumed(self) -> int:
+        """Tokens consumed and not rolled back (EOS included)."""
+        return self._n_consumed
+
+    def is_accepting(self) -> bool:
+        """Whether EOS would be accepted now (the text so far is in the language and EOS is not yet in)."""
+        return not self._ended and self._complete()
+
+    def fill_bitmask(self, out: Int32Array) -> None:
+        """Write the allowed-token mask of the current state into the int32 row ``out``."""
+        _check_row(out, self.vocab)
+        if self._ended:  # mirror llguidance after EOS: the mask is {EOS}, every consume fails
+            _eos_only(out, self.vocab.eos_id)
+            return
+        self._fill(out)
+
+    def consume(self, token: int) -> bool:
+        """Advance by ``token``; return False (state unchanged) if it is not allowed."""
+        if not 0 <= token < self.vocab.vocab_size or self._ended:
+            return False
+        if token == self.vocab.eos_id:
+            if not self._complete():
+                return False
+            self._ended = True
+        elif not self._advance(token):  # a refused token leaves the library state as it was
+            return False
+        self._n_consumed += 1
+        return True
+
+    def rollback(self, n: int) -> None:
+        """Undo the last ``n`` consumed tokens."""
+        if not 0 <= n <= self._n_consumed:
+            raise ValueError(f"cannot roll back {n} of {self._n_consumed} consumed tokens")
+        if n == 0:
+            return
+        steps = n - 1 if self._ended else n
+        if steps:
+            self._rewind(steps)
+        self._ended = False
+        self._n_consumed -= n
+
+
+class OutlinesRegex(AdapterKeepsEos):
     """Full-match regex constraint driven by outlines-core's ``Index`` and ``Guide`` (see above)."""
 
     def __init__(self, vocab: AnchorVocab, pattern: str, *, max_rollback: int = 1024) -> None:
@@ -399,53 +469,26 @@ class OutlinesRegex:
             raise ValueError(f"outlines-core rejected {pattern!r}: {e}") from e
         self._guide = outlines_core.Guide(self.index, max_rollback=max_rollback)
         self._max_rollback = max_rollback
-        self._n_consumed = 0
-        self._ended = False
 
-    @property
-    def num_consumed(self) -> int:
-        """Tokens consumed and not rolled back (EOS included)."""
-        return self._n_consumed
+    def _complete(self) -> bool:
+        return bool(self._guide.is_finished())
 
-    def is_accepting(self) -> bool:
-        """Whether EOS would be accepted now (the text so far is in the language and EOS is not yet in)."""
-        return not self._ended and bool(self._guide.is_finished())
-
-    def fill_bitmask(self, out: Int32Array) -> None:
-        """Write the allowed-token mask of the current state into the int32 row ``out``."""
-        _check_row(out, self.vocab)
-        if self._ended:  # mirror llguidance after EOS: the mask is {EOS}, every consume fails
-            _eos_only(out, self.vocab.eos_id)
-            return
+    def _fill(self, out: Int32Array) -> None:
         self._guide.write_mask_into(out.ctypes.data, out.size, out.itemsize)
 
-    def consume(self, token: int) -> bool:
-        """Advance by ``token``; return False (state unchanged) if it is not allowed."""
-        if self._ended:
+    def _advance(self, token: int) -> bool:
+        try:  # Guide cannot advance on EOS; the adapter keeps it (see AdapterKeepsEos)
+            self._guide.advance(token, return_tokens=False)
+        except (ValueError, OverflowError):  # no transition (the guide's state is left as it was)
             return False
-        if token == self.vocab.eos_id:  # Guide cannot advance on EOS: accept it iff in a final state
-            if not self._guide.is_finished():
-                return False
-            self._ended = True
-        else:
-            try:
-                self._guide.advance(token, return_tokens=False)
-            except (ValueError, OverflowError):  # no transition (the guide's state is left as it was)
-                return False
-        self._n_consumed += 1
         return True
 
-    def rollback(self, n: int) -> None:
-        """Undo the last ``n`` consumed tokens (at most ``max_rollback`` non-EOS tokens are remembered)."""
-        if not 0 <= n <= self._n_consumed:
-            raise ValueError(f"cannot roll back {n} of {self._n_consumed} consumed tokens")
-        steps = n - 1 if self._ended and n > 0 else n
+    def _rewind(self, steps: int) -> None:
+        # at most `max_rollback` non-EOS tokens are remembered
         if steps > self._guide.get_allowed_rollback():
-            raise ValueError(f"outlines Guide keeps only {self._max_rollback} states; cannot roll back {n}")
-        if n > 0 and self._ended:
-            self._ended = False
+            kept = self._max_rollback
+            raise ValueError(f"outlines Guide keeps only {kept} states; cannot roll back {steps}")
         self._guide.rollback_state(steps)
-        self._n_consumed -= n
 
 
 def anchor_versions() -> dict[str, str]:

@@ -65,7 +65,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .grammar_anchors import AnchorVocab, Int32Array, LlguidanceGrammar, _check_row, _eos_only
+from .grammar_anchors import AdapterKeepsEos, AnchorVocab, Int32Array, LlguidanceGrammar
 
 if TYPE_CHECKING:
     import llguidance
@@ -180,7 +180,7 @@ def xgrammar_compile(vocab: AnchorVocab, schema: JsonSchema) -> xgrammar.Compile
     )
 
 
-class XgrammarJson:
+class XgrammarJson(AdapterKeepsEos):
     """A JSON schema, compact whitespace, driven by xgrammar's ``GrammarMatcher`` (see the module docs)."""
 
     def __init__(
@@ -202,50 +202,18 @@ class XgrammarJson:
                 raise ValueError(f"xgrammar rejected {schema_text(schema)[:200]!r}: {e}") from e
         self.compiled = compiled
         self._matcher = xgrammar.GrammarMatcher(compiled)
-        self._n_consumed = 0
-        self._ended = False
 
-    @property
-    def num_consumed(self) -> int:
-        """Tokens consumed and not rolled back (EOS included)."""
-        return self._n_consumed
+    def _complete(self) -> bool:
+        return bool(self._matcher.is_completed())
 
-    def is_accepting(self) -> bool:
-        """Whether EOS would be accepted now (the text so far is an instance and EOS is not yet in)."""
-        return not self._ended and bool(self._matcher.is_completed())
-
-    def fill_bitmask(self, out: Int32Array) -> None:
-        """Write the allowed-token mask of the current state into the int32 row ``out``."""
-        _check_row(out, self.vocab)
-        if self._ended:  # mirror llguidance after EOS: the mask is {EOS}, every consume fails
-            _eos_only(out, self.vocab.eos_id)
-            return
+    def _fill(self, out: Int32Array) -> None:
         self._matcher.fill_next_token_bitmask(out.reshape(1, -1))
 
-    def consume(self, token: int) -> bool:
-        """Advance by ``token``; return False (state unchanged) if it is not allowed."""
-        if not 0 <= token < self.vocab.vocab_size or self._ended:
-            return False
-        if token == self.vocab.eos_id:
-            if not self._matcher.is_completed():
-                return False
-            self._ended = True
-        elif not self._matcher.accept_token(token):  # a rejected token leaves the matcher as it was
-            return False
-        self._n_consumed += 1
-        return True
+    def _advance(self, token: int) -> bool:
+        return bool(self._matcher.accept_token(token))
 
-    def rollback(self, n: int) -> None:
-        """Undo the last ``n`` consumed tokens."""
-        if not 0 <= n <= self._n_consumed:
-            raise ValueError(f"cannot roll back {n} of {self._n_consumed} consumed tokens")
-        if n == 0:
-            return
-        steps = n - 1 if self._ended else n
-        if steps:
-            self._matcher.rollback(steps)
-        self._ended = False
-        self._n_consumed -= n
+    def _rewind(self, steps: int) -> None:
+        self._matcher.rollback(steps)
 
 
 def json_anchor_versions() -> dict[str, str]:

@@ -14,7 +14,7 @@
 //!   out; properties beyond the named ones (when `additionalProperties` allows them) come after all named
 //!   ones, with keys that differ from every named key.
 //! * **Numbers** with bounds are written without an exponent (`1e3` is not generated); integers never
-//!   with a fraction (`1.0` is not an integer here) and never as `-0`.
+//!   with a fraction (`1.0` is not an integer here), and bounded ones never as `-0`.
 //! * **`enum`/`const`** values are written as in the schema (numbers as written, object keys in the
 //!   schema's order).
 
