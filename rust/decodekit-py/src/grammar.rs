@@ -596,7 +596,7 @@ fn check_width(words: usize, grammar: &CompiledGrammar, name: &str) -> PyResult<
 /// Fill one row for `matcher`: with the GIL held when the state's mask is cached (a row copy, about
 /// 0.2 µs at 128k tokens, costs less than releasing and re-taking the GIL), else detached, since the
 /// first visit of a state walks the token trie.
-fn fill_row(py: Python<'_>, matcher: &Matcher, row: &mut [u32]) -> PyResult<()> {
+fn fill_row(py: Python<'_>, matcher: &mut Matcher, row: &mut [u32]) -> PyResult<()> {
     if matcher.is_mask_cached() {
         matcher.fill_next_token_bitmask(row);
         return Ok(());
@@ -628,7 +628,12 @@ impl PyMatcher {
     /// row ``[ceil(V/32)]``; wider rows are allowed and their extra bits cleared). EOS is allowed exactly
     /// where the text so far is accepted; after EOS only EOS is allowed.
     #[pyo3(signature = (bitmask, row = 0))]
-    fn fill_next_token_bitmask(&self, py: Python<'_>, bitmask: &Bound<'_, PyAny>, row: i64) -> PyResult<()> {
+    fn fill_next_token_bitmask(
+        &mut self,
+        py: Python<'_>,
+        bitmask: &Bound<'_, PyAny>,
+        row: i64,
+    ) -> PyResult<()> {
         let mask = bitmask_arg(bitmask, "bitmask")?;
         check_width(mask.words, self.inner.grammar(), "bitmask")?;
         let row = usize::try_from(row)
@@ -644,7 +649,7 @@ impl PyMatcher {
         let mut array = writable(&mask, "bitmask")?;
         let out = &mut as_words_mut(array.as_slice_mut().expect("checked C-contiguous"))
             [row * words..(row + 1) * words];
-        fill_row(py, &self.inner, out)
+        fill_row(py, &mut self.inner, out)
     }
 
     /// Like ``fill_next_token_bitmask`` for one row given as a raw address, for engines that hand over
@@ -654,7 +659,7 @@ impl PyMatcher {
     /// guarantees that the memory is valid, writable and not used by anyone else during the call; nothing
     /// else can be checked, hence the name.
     fn unsafe_fill_next_token_bitmask_ptr(
-        &self,
+        &mut self,
         py: Python<'_>,
         ptr: usize,
         num_words: usize,
@@ -671,7 +676,7 @@ impl PyMatcher {
         // SAFETY: the caller promises `num_words` writable, unaliased u32 words at `ptr`; null, alignment
         // and the size bound are checked above.
         let row = unsafe { std::slice::from_raw_parts_mut(ptr as *mut u32, num_words) };
-        fill_row(py, &self.inner, row)
+        fill_row(py, &mut self.inner, row)
     }
 
     /// Accept ``token`` if the grammar allows it and return ``True``; return ``False`` and change nothing

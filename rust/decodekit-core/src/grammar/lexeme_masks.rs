@@ -15,7 +15,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use super::earley::Recognizer;
+use super::earley::{LexemeItem, Recognizer};
 use super::lower::Bnf;
 use super::regex::{ByteDfa, DEAD};
 use super::slices;
@@ -160,17 +160,18 @@ impl LexemeMasks {
     }
 
     /// Write the normal tokens the parser allows next into the first `vocab.mask_words()` words of `row`
-    /// (EOS is the caller's business).
-    pub fn fill(&self, parser: &Recognizer, row: &mut [u32]) {
+    /// (EOS is the caller's business). The parser is pushed to and rolled back to where it was (so the
+    /// chart is never copied).
+    pub fn fill(&self, parser: &mut Recognizer, row: &mut [u32]) {
         let row = &mut row[..self.vocab.mask_words()];
         row.fill(0);
-        let mut walker: Option<Recognizer> = None;
-        for (lexeme, state, origin) in parser.frontier() {
+        let frontier: Vec<LexemeItem> = parser.frontier().collect();
+        let base = parser.len();
+        let walker = parser;
+        for (lexeme, state, origin) in frontier {
             let cell = self.cell(lexeme, state);
             cell.inside.or_into(row);
             let Some(after) = &cell.after else { continue };
-            let walker = walker.get_or_insert_with(|| parser.clone());
-            let base = walker.len();
             if walker.push_completion(lexeme, origin) {
                 let ended = base + 1;
                 // most groups die at their first byte: test it against the completion's allowed bytes
@@ -292,7 +293,7 @@ mod tests {
             let mut parser = Recognizer::new(Arc::clone(&bnf));
             for (i, &b) in sentence.as_bytes().iter().enumerate() {
                 let mut row = vec![u32::MAX; vocab.mask_words()];
-                masks.fill(&parser, &mut row);
+                masks.fill(&mut parser, &mut row);
                 let mut expected = parser.token_mask_reference(vocab);
                 expected[eos as usize >> 5] &= !(1 << (eos & 31));
                 assert_eq!(row, expected, "{grammar:?} after {:?}", &sentence[..i]);

@@ -4,7 +4,7 @@
 //! back is a truncation. For a context-free grammar it keeps the Earley parser (whose chart has one set
 //! per byte) and how many bytes each token added, so rolling back tokens truncates the chart.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::earley::Recognizer;
 use super::regex::DEAD;
@@ -229,7 +229,7 @@ impl Matcher {
             },
             Track::Cfg {
                 parser, terminated, ..
-            } => At::Cfg(Box::new(parser.clone()), *terminated),
+            } => At::Cfg(Arc::new(Mutex::new(parser.clone())), *terminated),
         };
         Position {
             grammar: Arc::clone(&self.grammar),
@@ -249,9 +249,11 @@ impl Matcher {
         }
     }
 
-    /// Write the allowed next tokens into one bitmask row (at least `ceil(size/32)` words).
-    pub fn fill_next_token_bitmask(&self, row: &mut [u32]) {
-        match &self.track {
+    /// Write the allowed next tokens into one bitmask row (at least `ceil(size/32)` words). A context-free
+    /// grammar's parser is stepped and rolled back while the mask is computed, hence `&mut`; the matcher
+    /// ends where it was.
+    pub fn fill_next_token_bitmask(&mut self, row: &mut [u32]) {
+        match &mut self.track {
             Track::Regex(states) => match Self::regex_state(states) {
                 TERMINATED => self.grammar.fill_row(DEAD, true, row),
                 s => self.grammar.fill_row(s, false, row),
@@ -491,8 +493,8 @@ pub struct Position {
 enum At {
     /// Automaton state, terminated.
     Regex(u32, bool),
-    /// The parser, terminated.
-    Cfg(Box<Recognizer>, bool),
+    /// The parser (locked while a mask is filled, which steps it and rolls it back), terminated.
+    Cfg(Arc<Mutex<Recognizer>>, bool),
 }
 
 impl Position {
@@ -509,7 +511,10 @@ impl Position {
     pub fn fill_next_token_bitmask(&self, row: &mut [u32]) {
         match &self.at {
             At::Regex(state, terminated) => self.grammar.fill_row(*state, *terminated, row),
-            At::Cfg(parser, terminated) => self.grammar.fill_row_cfg(parser, *terminated, row),
+            At::Cfg(parser, terminated) => {
+                let mut parser = parser.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                self.grammar.fill_row_cfg(&mut parser, *terminated, row);
+            }
         }
     }
 }
@@ -602,7 +607,7 @@ mod tests {
 
     fn allowed(m: &Matcher) -> Vec<u32> {
         let mut row = vec![0u32; m.grammar().vocab().mask_words()];
-        m.fill_next_token_bitmask(&mut row);
+        m.clone().fill_next_token_bitmask(&mut row);
         super::super::bitmask::allowed_ids(&row)
     }
 

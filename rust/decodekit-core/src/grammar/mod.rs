@@ -340,7 +340,7 @@ impl CompiledGrammar {
     }
 
     /// Write the mask of a context-free grammar's parser into `row`, as [`fill_row`](Self::fill_row).
-    pub(crate) fn fill_row_cfg(&self, parser: &Recognizer, terminated: bool, row: &mut [u32]) {
+    pub(crate) fn fill_row_cfg(&self, parser: &mut Recognizer, terminated: bool, row: &mut [u32]) {
         let words = self.vocab.mask_words();
         if terminated {
             row.fill(0);
