@@ -11,7 +11,7 @@ import numpy as np
 import nvrtc
 import pytest
 import reference
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 
@@ -157,7 +157,48 @@ def test_quant_kernel_compiles_without_spills(arch: str, dtype: str, bits: int) 
     import decodekit.cuda as dkc
 
     report = nvrtc.compile_report(dkc.quant_matmul_source(dtype, bits), arch)
-    nvrtc.assert_no_spills(report, ["dk_quant_matmul"], arch)
+    nvrtc.assert_no_spills(report, list(dkc.QUANT_KERNELS), arch)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    m=st.integers(1, 300),
+    n=st.integers(1, 40000),
+    steps=st.integers(1, 400),
+    bits=st.sampled_from([4, 8]),
+    sm_count=st.integers(1, 200),
+    splits=st.one_of(st.none(), st.integers(1, 1000)),
+)
+def test_mma_plan_covers_every_step_once(
+    m: int, n: int, steps: int, bits: int, sm_count: int, splits: int | None
+) -> None:
+    import decodekit.cuda as dkc
+
+    k = steps * 512 // bits
+    m_tiles, num_splits, per_split = dkc.mma_plan(m, n, k, bits, sm_count, splits=splits)
+    assert m_tiles in (1, 2, 4)
+    assert m > 64 or 16 * m_tiles >= m
+    # every split has at least one step and together they cover all steps
+    assert (num_splits - 1) * per_split < steps <= num_splits * per_split
+    if splits is not None:
+        assert num_splits <= splits
+
+
+def test_mma_plan_and_support_checks() -> None:
+    import decodekit.cuda as dkc
+
+    assert dkc.mma_supported(4096, 4096, 4, 128)
+    assert dkc.mma_supported(4096, 4096, 8, 4096)
+    assert not dkc.mma_supported(100, 4096, 4, 128)  # N % 8
+    assert not dkc.mma_supported(4096, 96, 4, 32)  # K % 128
+    assert not dkc.mma_supported(4096, 4096, 4, 8)  # groups narrower than one thread's 32 columns
+    assert dkc.mma_plan(1, 4096, 4096, 4, 132, m_tiles=2)[0] == 2
+    with pytest.raises(dk.InvalidInputError, match="m_tiles"):
+        dkc.mma_plan(1, 4096, 4096, 4, 132, m_tiles=3)
+    with pytest.raises(dk.InvalidInputError, match="bits"):
+        dkc.mma_plan(1, 4096, 4096, 3, 132)
+    with pytest.raises(dk.InvalidInputError, match="shorter than one"):
+        dkc.mma_plan(1, 4096, 64, 4, 132)
 
 
 def test_quant_matmul_checks_before_any_launch(torch_module: Any) -> None:
@@ -175,6 +216,8 @@ def test_quant_matmul_checks_before_any_launch(torch_module: Any) -> None:
         dkc.quant_matmul(x.bfloat16(), qweight)
     with pytest.raises(dk.InvalidInputError, match="numpy arrays"):
         dkc.quant_matmul(x, dkq.quantize(weight.numpy(), 4, 32))
+    with pytest.raises(dk.InvalidInputError, match="kernel must be"):
+        dkc._quant_matmul(x, qweight, kernel="fastest")
     if not torch.cuda.is_available():
         with pytest.raises(dk.KernelUnavailableError):
             dkc.quant_matmul(x, qweight)
@@ -191,11 +234,19 @@ def test_quant_matmul_on_a_gpu(torch_module: Any, bits: int) -> None:
     pytest.importorskip("cupy", reason="needs CuPy (the cuda extra)")
     import decodekit.cuda as dkc
 
-    weight = torch.randn(256, 512, device="cuda")
+    weight = torch.randn(264, 512, device="cuda")  # 264 = 8 warps of 32 features and one of 8
     for dtype in (torch.float16, torch.bfloat16):
         qweight = dkq.quantize(weight, bits, 64, scale_dtype=dtype)
-        for m in (1, 5, 19):
+        for kernel, m, plan in (
+            ("generic", 5, {}),
+            ("mma", 1, {}),
+            ("mma", 19, {}),
+            ("mma", 70, {}),
+            ("mma", 5, {"splits": 1}),
+            ("mma", 5, {"splits": 3}),
+        ):
             x = torch.randn(m, 512, device="cuda", dtype=dtype)
             expected = x.float() @ qweight.dequantize().t()
-            got = dkc.quant_matmul(x, qweight).float()
-            assert (torch.linalg.norm(got - expected) / torch.linalg.norm(expected)).item() < 1e-2
+            got = dkc._quant_matmul(x, qweight, kernel=kernel, **plan).float()
+            error = (torch.linalg.norm(got - expected) / torch.linalg.norm(expected)).item()
+            assert error < (3e-3 if dtype == torch.float16 else 1e-2), (kernel, m, plan, error)

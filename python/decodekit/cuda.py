@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import warnings
 from functools import cache
 from typing import Any
 
@@ -64,6 +65,29 @@ def _cupy() -> Any:
             "decodekit.cuda needs CuPy: pip install 'decodekit[cuda]' "
             "(cupy-cuda12x; cupy-cuda13x for CUDA 13)"
         ) from error
+
+
+@cache
+def _sm_count(torch: Any, device: int) -> int:
+    return int(torch.cuda.get_device_properties(device).multi_processor_count)
+
+
+#: CuPy handles on torch streams, by stream pointer (making one costs more than a small launch).
+_STREAMS: dict[int, Any] = {}
+
+
+def _external_stream(cupy: Any, stream: Any) -> Any:
+    """A CuPy handle on a torch stream. CuPy 14 deprecates ``ExternalStream`` in favour of
+    ``Stream.from_external``, which needs the CUDA stream protocol that not every torch release implements;
+    the handle is the same either way, so the warning is silenced."""
+    handle = _STREAMS.get(stream.cuda_stream)
+    if handle is None:
+        if len(_STREAMS) >= 64:
+            _STREAMS.clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            handle = _STREAMS[stream.cuda_stream] = cupy.cuda.ExternalStream(stream.cuda_stream)
+    return handle
 
 
 @cache
@@ -215,7 +239,7 @@ def tree_attention(
     cupy = _cupy()
     pointer, i32 = numpy.uint64, numpy.int32
     stream = torch.cuda.current_stream(device)
-    with cupy.cuda.Device(device.index), cupy.cuda.ExternalStream(stream.cuda_stream):
+    with cupy.cuda.Device(device.index), _external_stream(cupy, stream):
         split_kernel(
             (splits, num_kv_heads, row_tiles),
             (_SPLIT_THREADS,),
@@ -253,22 +277,74 @@ def tree_attention(
     return out
 
 
+#: The functions of the quantized-matmul module (see cuda/quant_matmul.cu).
+QUANT_KERNELS: tuple[str, ...] = (
+    "dk_quant_matmul",
+    "dk_quant_mma_m1",
+    "dk_quant_mma_m2",
+    "dk_quant_mma_m4",
+    "dk_quant_reduce",
+)
+
+
 @cache
-def _quant_kernel(dtype: str, bits: int, device: int) -> Any:
+def _quant_kernels(dtype: str, bits: int, device: int) -> dict[str, Any]:
+    """The quantized-matmul kernels of one configuration on one device (built once, then cached)."""
     cupy = _cupy()
     try:
         with cupy.cuda.Device(device):
             module = cupy.RawModule(code=quant_matmul_source(dtype, bits), options=KERNEL_OPTIONS)
-            return module.get_function("dk_quant_matmul")
+            return {name: module.get_function(name) for name in QUANT_KERNELS}
     except Exception as error:  # CuPy raises CompileException, CUDADriverError, ... with the log
         raise _core.KernelUnavailableError(
             f"the quantized-matmul kernel ({dtype}, {bits}-bit) failed to build: {error}"
         ) from error
 
 
-#: Output features per block and activation rows per block slice of the quantized matmul.
+#: Output features per block and activation rows per block slice of the generic (CUDA-core) kernel.
 _QM_WARPS = 4
 _QM_M_TILE = 8
+#: Output features per warp of the tensor-core kernel, and the m16 tiles per warp it is built for.
+_MMA_FEATURES_PER_WARP = 32
+_MMA_M_TILES = (1, 2, 4)
+#: Warps per multiprocessor the split-K plan aims for (tuned on an H200 with bench/gpu/quant_matmul.py:
+#: one full wave of the one-tile kernel; int8 at one tile gains from two).
+_MMA_TARGET_WARPS = 16
+
+
+def mma_supported(rows: int, cols: int, bits: int, group_size: int) -> bool:
+    """Whether the tensor-core kernel takes an ``[N, K] = [rows, cols]`` weight: ``N`` a multiple of 8, ``K``
+    of 128 (int4) or 64 (int8), and groups of whole 32 (int4) or 16 (int8) columns."""
+    k_thread = 128 // bits
+    return rows % 8 == 0 and cols % (4 * k_thread) == 0 and group_size % k_thread == 0
+
+
+def mma_plan(
+    m: int, n: int, k: int, bits: int, sm_count: int, *, m_tiles: int | None = None, splits: int | None = None
+) -> tuple[int, int, int]:
+    """``(m_tiles, splits, steps_per_split)`` of the tensor-core kernel for ``x [m, k] @ W[n, k].T``.
+
+    A warp owns 32 output features, ``16 * m_tiles`` activation rows and ``steps_per_split`` steps of
+    ``512 / bits`` input columns. ``m_tiles`` defaults to the fewest tiles (1, 2, 4) that cover ``m`` (4
+    beyond 64 rows, with more row blocks); ``splits`` (split-K) defaults to enough warps to keep every
+    multiprocessor busy. Every split gets at least one step.
+    """
+    if m_tiles is None:
+        m_tiles = next((t for t in _MMA_M_TILES if m <= 16 * t), _MMA_M_TILES[-1])
+    if m_tiles not in _MMA_M_TILES:
+        raise _core.InvalidInputError(f"m_tiles must be one of {_MMA_M_TILES}, got {m_tiles}")
+    if bits not in (4, 8):
+        raise _core.InvalidInputError(f"bits must be 4 or 8, got {bits}")
+    steps = k // (512 // bits)
+    if steps == 0:
+        raise _core.InvalidInputError(f"K = {k} is shorter than one {512 // bits}-column step")
+    if splits is None:
+        warps = -(-n // _MMA_FEATURES_PER_WARP) * -(-m // (16 * m_tiles))
+        target = _MMA_TARGET_WARPS * (2 if bits == 8 and m_tiles == 1 else 1)
+        splits = -(-target * sm_count // warps)
+    splits = max(1, min(int(splits), steps))
+    per_split = -(-steps // splits)
+    return m_tiles, -(-steps // per_split), per_split
 
 
 def quant_matmul(x: Any, qweight: Any) -> Any:
@@ -276,11 +352,24 @@ def quant_matmul(x: Any, qweight: Any) -> Any:
     float16/bfloat16 CUDA tensor ``[..., K]``, the result ``[..., N]`` in ``x``'s dtype.
 
     The weight's tensors must be on ``x``'s device with scales (and zeros) in ``x``'s dtype (quantize
-    with ``scale_dtype=x.dtype``). Every check happens before the launch:
-    :class:`~decodekit.InvalidInputError` for shapes, dtypes and devices,
-    :class:`~decodekit.KernelUnavailableError` without CuPy or a GPU.
+    with ``scale_dtype=x.dtype``). Weights with ``N`` a multiple of 8, ``K`` a multiple of 128 (int4) or 64
+    (int8) and groups of at least 32 (int4) or 16 (int8) columns run on the tensor-core kernel, with fp32
+    accumulation and a deterministic split-K reduction; other shapes run on a generic CUDA-core kernel.
+    Every check happens before the launch: :class:`~decodekit.InvalidInputError` for shapes, dtypes and
+    devices, :class:`~decodekit.KernelUnavailableError` without CuPy or a GPU.
     """
+    return _quant_matmul(x, qweight)
+
+
+def _quant_matmul(
+    x: Any, qweight: Any, *, kernel: str = "auto", m_tiles: int | None = None, splits: int | None = None
+) -> Any:
+    """:func:`quant_matmul` with the kernel choice open (for tests and benchmarks): ``kernel`` is
+    ``"auto"``, ``"mma"`` (the tensor-core kernel, with :func:`mma_plan`'s ``m_tiles`` and ``splits``) or
+    ``"generic"`` (the CUDA-core kernel)."""
     torch = _torch()
+    if kernel not in ("auto", "mma", "generic"):
+        raise _core.InvalidInputError(f"kernel must be 'auto', 'mma' or 'generic', got {kernel!r}")
     if not isinstance(x, torch.Tensor) or x.dim() < 1:
         raise _core.InvalidInputError(f"x must be a torch tensor [..., K], got {type(x).__name__}")
     rows, cols = qweight.shape
@@ -318,27 +407,69 @@ def quant_matmul(x: Any, qweight: Any) -> Any:
     y = torch.empty((m_total, rows), dtype=x.dtype, device=x.device)
     if m_total == 0:
         return y.reshape(*x.shape[:-1], rows)
+    use_mma = (
+        mma_supported(rows, cols, qweight.bits, qweight.group_size) and qweight.packed.data_ptr() % 16 == 0
+    )
+    if kernel == "mma" and not use_mma:
+        raise _core.InvalidInputError(
+            f"the tensor-core kernel does not take this weight ([{rows}, {cols}], {qweight.bits}-bit, "
+            f"group_size {qweight.group_size}): it needs N % 8 == 0, K % {512 // qweight.bits} == 0, "
+            f"group_size % {128 // qweight.bits} == 0 and 16-byte aligned packed data"
+        )
+    use_mma = use_mma and kernel != "generic"
+    if use_mma and flat.data_ptr() % 16 != 0:
+        flat = flat.clone()  # the kernel reads activations 16 bytes at a time
     dtype = "bfloat16" if x.dtype == torch.bfloat16 else "float16"
-    kernel = _quant_kernel(dtype, qweight.bits, x.device.index)
+    kernels = _quant_kernels(dtype, qweight.bits, x.device.index)
     numpy = importlib.import_module("numpy")
     pointer, i32 = numpy.uint64, numpy.int32
     zeros = 0 if qweight.zeros is None else qweight.zeros.data_ptr()
+    weight_args = (
+        pointer(flat.data_ptr()),
+        pointer(qweight.packed.data_ptr()),
+        pointer(qweight.scales.data_ptr()),
+        pointer(zeros),
+        i32(m_total),
+        i32(rows),
+        i32(cols),
+        i32(qweight.group_size),
+    )
     cupy = _cupy()
     stream = torch.cuda.current_stream(x.device)
-    with cupy.cuda.Device(x.device.index), cupy.cuda.ExternalStream(stream.cuda_stream):
-        kernel(
-            (-(-rows // _QM_WARPS), -(-m_total // _QM_M_TILE)),
-            (_QM_WARPS * 32,),
-            (
-                pointer(flat.data_ptr()),
-                pointer(qweight.packed.data_ptr()),
-                pointer(qweight.scales.data_ptr()),
-                pointer(zeros),
-                i32(m_total),
-                i32(rows),
-                i32(cols),
-                i32(qweight.group_size),
-                pointer(y.data_ptr()),
-            ),
+    with cupy.cuda.Device(x.device.index), _external_stream(cupy, stream):
+        if not use_mma:
+            kernels["dk_quant_matmul"](
+                (-(-rows // _QM_WARPS), -(-m_total // _QM_M_TILE)),
+                (_QM_WARPS * 32,),
+                (*weight_args, pointer(y.data_ptr())),
+            )
+            return y.reshape(*x.shape[:-1], rows)
+        sm_count = _sm_count(torch, x.device.index)
+        if m_total * rows >= 2**31:
+            splits = 1  # the reduction indexes partials with 32-bit ints; such an M fills the GPU anyway
+        m_tiles, num_splits, per_split = mma_plan(
+            m_total, rows, cols, qweight.bits, sm_count, m_tiles=m_tiles, splits=splits
         )
+        partial = (
+            y
+            if num_splits == 1
+            else torch.empty((num_splits, m_total, rows), dtype=torch.float32, device=x.device)
+        )
+        grid = (
+            -(-rows // (_MMA_FEATURES_PER_WARP * _QM_WARPS)),
+            num_splits,
+            -(-m_total // (16 * m_tiles)),
+        )
+        kernels[f"dk_quant_mma_m{m_tiles}"](
+            grid,
+            (_QM_WARPS * 32,),
+            (*weight_args, i32(per_split), pointer(y.data_ptr()), pointer(partial.data_ptr())),
+        )
+        if num_splits > 1:
+            count = m_total * rows
+            kernels["dk_quant_reduce"](
+                (-(-count // 256),),
+                (256,),
+                (pointer(partial.data_ptr()), i32(num_splits), i32(count), pointer(y.data_ptr())),
+            )
     return y.reshape(*x.shape[:-1], rows)
