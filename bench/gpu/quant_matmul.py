@@ -36,9 +36,8 @@ from typing import Any
 
 import decodekit.cuda as dkc
 import decodekit.quant as dkq
-import numpy as np
 import torch
-from timing import copy_bandwidth, main
+from timing import copy_bandwidth, main, median_ms
 
 TOLERANCE = {torch.float16: 3e-3, torch.bfloat16: 1e-2}
 SHAPES = ((4096, 4096), (4096, 14336), (14336, 4096), (4096, 28672))  # (N, K)
@@ -126,17 +125,7 @@ def graph_ms(calls: list[Callable[[], Any]], replays: int = 7) -> float:
             for fn in sequence:
                 fn()
 
-    run()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(replays):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        run()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / len(sequence))
-    return float(np.median(times))
+    return median_ms(run, repeats=replays, warmup=1) / len(sequence)
 
 
 def copies_for(nbytes: int) -> int:
