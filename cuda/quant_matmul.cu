@@ -21,12 +21,30 @@
 // Configuration (#defines prepended by decodekit.cuda, after cuda/dk_common.cuh):
 //   DK_BF16  1 for bfloat16 activations, scales and output, 0 for float16
 //   DK_BITS  4 or 8
+//   DK_QM_PROBE_COPY_ONLY  1 to build the tensor-core kernel without its arithmetic (a measurement hook;
+//                          default 0)
+//   DK_QM_PROBE_TILED      1 (with DK_QM_PROBE_COPY_ONLY) to read each stage's codes as one contiguous run,
+//                          as a tile-major layout would (a measurement hook; default 0)
+//   DK_QM_PROBE_MATH_ONLY  1 to build the tensor-core kernel without copying codes (it multiplies whatever
+//                          shared memory holds: a measurement hook; default 0)
+//   DK_QM_STAGES_M{1,2,4}, DK_QM_SUBSTEPS_M{1,2,4}, DK_QM_MIN_BLOCKS_M{1,2,4}  the pipeline of each
+//                          tensor-core kernel (see decodekit.cuda.QUANT_PIPELINES)
 
 #ifndef DK_BITS
 #error "DK_BITS must be defined (4 or 8)"
 #endif
 #if DK_BITS != 4 && DK_BITS != 8
 #error "DK_BITS must be 4 or 8"
+#endif
+
+#ifndef DK_QM_PROBE_COPY_ONLY
+#define DK_QM_PROBE_COPY_ONLY 0
+#endif
+#ifndef DK_QM_PROBE_TILED
+#define DK_QM_PROBE_TILED 0
+#endif
+#ifndef DK_QM_PROBE_MATH_ONLY
+#define DK_QM_PROBE_MATH_ONLY 0
 #endif
 
 #define DK_QM_WARPS 4
@@ -131,8 +149,15 @@ dk_quant_matmul(dk_ptr x_ptr, dk_ptr packed_ptr, dk_ptr scales_ptr, dk_ptr zeros
 // A dot product does not care in which order its k run, so the kernel renames them: in mma step q of a
 // warp step starting at column k0, thread t's logical k 2t, 2t+1 are the physical columns kb + 4q, +1 and its
 // logical k 2t+8, 2t+9 are kb + 4q + 2, +3, with kb = k0 + t * DK_K_THREAD. A and B use the same renaming,
-// so each thread's B operands come from one 16-byte load of consecutive codes of its own row and its A
-// operands from 16-byte loads of consecutive activations.
+// so each thread's B operands are 16 consecutive bytes of codes of its own row and its A operands 16-byte
+// runs of consecutive activations.
+//
+// Pipeline: a block is four warps that share an m-block and a K slice (and own 128 consecutive output
+// features). Each warp step, the block copies the packed codes of its 128 rows (64 bytes each) and the
+// activation tile ([16 * MT, DK_K_STEP], rows past M left at zero) into shared memory with cp.async,
+// DK_STAGES - 1 steps ahead of the step it multiplies; the scales of a step are loaded into registers as
+// far ahead. Nothing the loads bring in is touched before its step, so several steps of loads are in
+// flight without holding registers.
 
 __device__ __forceinline__ unsigned int dk_lop3_and_or(unsigned int a, unsigned int b, unsigned int c) {
     unsigned int d;
@@ -146,67 +171,96 @@ __device__ __forceinline__ unsigned int dk_prmt(unsigned int a, unsigned int b, 
     return d;
 }
 
-// A pair of exact small integers (as fp16/bf16 with the magic bias still on) minus `bias2`, times `scale2`.
-__device__ __forceinline__ unsigned int dk_unbias_scale(unsigned int pair, unsigned int bias2, unsigned int scale2) {
+// pair * mul + add, both halves; exact whenever the result is representable.
+__device__ __forceinline__ unsigned int dk_fma2(unsigned int pair, unsigned int mul2, unsigned int add2) {
     unsigned int d;
 #if DK_BF16
-    // bf16 has no sub/mul before sm_90: pair * 1 + (-bias), then * scale + (-0). The first is exact.
-    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(pair), "r"(0x3f803f80u), "r"(bias2));
-    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(d), "r"(scale2), "r"(0x80008000u));
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(pair), "r"(mul2), "r"(add2));
 #else
-    asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(pair), "r"(bias2));
-    asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(d), "r"(scale2));
+    asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(pair), "r"(mul2), "r"(add2));
 #endif
     return d;
 }
 
-// The magic exponent that turns a small code c in a 16-bit half's low bits into the value bias + c.
+#define DK_NEG_ZERO2 0x80008000u
 #if DK_BF16
 #define DK_MAGIC_HALF 0x4300u   // bf16 128.0: 128 + c is exact for c < 128
 #define DK_MAGIC_VALUE 128.0f
+#define DK_ONE2 0x3f803f80u
+#define DK_SIXTEENTH2 0x3d803d80u
 #else
 #define DK_MAGIC_HALF 0x6400u   // fp16 1024.0: 1024 + c is exact for c < 1024
 #define DK_MAGIC_VALUE 1024.0f
+#define DK_ONE2 0x3c003c00u
+#define DK_SIXTEENTH2 0x2c002c00u
 #endif
 
-// The bias operand of dk_unbias_scale for zero point `zero`, in both halves: magic + zero for fp16 (it is
-// subtracted), -(magic + zero) for bf16 (it is added). bf16 int8 goes through fp32 and uses the fp32 bias.
-__device__ __forceinline__ unsigned int dk_bias2(float zero) {
-#if DK_BF16
-    const unsigned int h = dk_from_float(-(DK_MAGIC_VALUE + zero));
-#else
-    const unsigned int h = dk_from_float(DK_MAGIC_VALUE + zero);
-#endif
+__device__ __forceinline__ unsigned int dk_pair_of(float value) {
+    const unsigned int h = dk_from_float(value);
     return h | (h << 16);
 }
 
-// The four (k, k+1) weight pairs of one packed word as fp16/bf16 pairs: pair i holds columns 2i, 2i+1 of the
-// word (int4), or pairs 0 and 1 hold columns 0..3 (int8; pairs 2 and 3 unused).
-__device__ __forceinline__ void dk_dequant_word(unsigned int word, unsigned int bias2, float bias32,
-                                                unsigned int scale2, unsigned int pairs[4]) {
-#if DK_BITS == 4
+// The dequantization operands of one tile and step: the scale in both halves; -(magic + zero) for pairs
+// that hold magic + code; -(magic / 16 + zero) for fp16 int4 pairs that hold magic + 16 code (scaled by
+// 1/16 first); 2^23 + zero for bf16 int8, which goes through fp32.
+struct DkStepConstants {
+    unsigned int scale2;
+    unsigned int low_bias2;
+    unsigned int high_bias2;
+    float bias32;
+};
+
+__device__ __forceinline__ DkStepConstants dk_step_constants(dk_bits16 scale, dk_bits16 zero_bits, bool symmetric) {
+    const float zero = symmetric ? (float)(1 << (DK_BITS - 1)) : dk_to_float(zero_bits);
+    DkStepConstants c;
+    c.scale2 = (unsigned int)scale | ((unsigned int)scale << 16);
+    c.low_bias2 = dk_pair_of(-(DK_MAGIC_VALUE + zero));
+    c.high_bias2 = dk_pair_of(-(DK_MAGIC_VALUE / 16.0f + zero));
+    c.bias32 = 8388608.0f + zero;
+    return c;
+}
+
+// The weight pairs of one packed word as fp16/bf16 pairs. int4: pair i holds columns 2i, 2i+1 of the word
+// (nibble order v0 v2 v4 v6 v1 v3 v5 v7: for fp16 the masks 0x000f000f and 0x00f000f0 pick (v0, v1) and
+// 16 (v2, v3), and the same after a shift by 8 pick (v4, v5) and 16 (v6, v7)). int8: pairs 0 and 1 hold
+// columns 0..3.
+__device__ __forceinline__ void dk_dequant_word(unsigned int word, const DkStepConstants& c, unsigned int pairs[4]) {
+#if DK_BITS == 4 && DK_BF16
+    // bf16 has 7 mantissa bits: a code shifted by 4 would reach the exponent, so each pair is shifted down.
     const unsigned int magic2 = DK_MAGIC_HALF | (DK_MAGIC_HALF << 16);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-        pairs[i] = dk_unbias_scale(dk_lop3_and_or(word >> (4 * i), 0x000f000fu, magic2), bias2, scale2);
+        pairs[i] = dk_fma2(dk_fma2(dk_lop3_and_or(word >> (4 * i), 0x000f000fu, magic2), DK_ONE2, c.low_bias2), c.scale2,
+                           DK_NEG_ZERO2);
+    }
+#elif DK_BITS == 4
+    const unsigned int magic2 = DK_MAGIC_HALF | (DK_MAGIC_HALF << 16);
+    const unsigned int shifted = word >> 8;
+    const unsigned int low[2] = {dk_lop3_and_or(word, 0x000f000fu, magic2), dk_lop3_and_or(shifted, 0x000f000fu, magic2)};
+    const unsigned int high[2] = {dk_lop3_and_or(word, 0x00f000f0u, magic2), dk_lop3_and_or(shifted, 0x00f000f0u, magic2)};
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+        // exact integers code - zero, then one rounding when scaled
+        pairs[2 * i] = dk_fma2(dk_fma2(low[i], DK_ONE2, c.low_bias2), c.scale2, DK_NEG_ZERO2);
+        pairs[2 * i + 1] = dk_fma2(dk_fma2(high[i], DK_SIXTEENTH2, c.high_bias2), c.scale2, DK_NEG_ZERO2);
     }
 #elif DK_BF16
     // 128 + c is not exact in bf16 for c >= 128: convert through fp32 (2^23 + c), where it is.
     float f[4];
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-        f[i] = __uint_as_float(dk_prmt(word, 0x4b000000u, 0x7540u + i)) - bias32;
+        f[i] = __uint_as_float(dk_prmt(word, 0x4b000000u, 0x7540u + i)) - c.bias32;
     }
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
         unsigned int packed_pair;
         asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(packed_pair) : "f"(f[2 * i + 1]), "f"(f[2 * i]));
-        asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(pairs[i]) : "r"(packed_pair), "r"(scale2), "r"(0x80008000u));
+        pairs[i] = dk_fma2(packed_pair, c.scale2, DK_NEG_ZERO2);
     }
     pairs[2] = pairs[3] = 0u;
 #else
-    pairs[0] = dk_unbias_scale(dk_prmt(word, 0x64646464u, 0x4140u), bias2, scale2);
-    pairs[1] = dk_unbias_scale(dk_prmt(word, 0x64646464u, 0x4342u), bias2, scale2);
+    pairs[0] = dk_fma2(dk_fma2(dk_prmt(word, 0x64646464u, 0x4140u), DK_ONE2, c.low_bias2), c.scale2, DK_NEG_ZERO2);
+    pairs[1] = dk_fma2(dk_fma2(dk_prmt(word, 0x64646464u, 0x4342u), DK_ONE2, c.low_bias2), c.scale2, DK_NEG_ZERO2);
     pairs[2] = pairs[3] = 0u;
 #endif
 }
@@ -215,30 +269,20 @@ __device__ __forceinline__ void dk_mma(float c[4], unsigned int a0, unsigned int
                                        unsigned int b0, unsigned int b1) {
 #if DK_BF16
     asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 #else
     asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 #endif
 }
 
-__device__ __forceinline__ uint4 dk_load16(const void* p) {
-    uint4 v;
-    asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                 : "l"(p));
-    return v;
-}
-
-// Activations go through shared memory: each block (four warps that share an m-block and a K slice) copies
-// the next step's [16 * MT, DK_K_STEP] activation tile with cp.async while it computes the current one.
-// Rows past M are zero-filled by the copy. A row is DK_K_STEP / 8 chunks of 16 bytes; chunk c of row r is
-// stored at chunk dk_swizzle(r, c), so that the eight lanes of each quarter-warp's 16-byte reads (rows g,
-// g + 1, threads t = 0..3) land on distinct banks.
+// Activation tile rows are DK_K_STEP / 8 chunks of 16 bytes; chunk c of row r is stored at chunk
+// dk_swizzle(r, c), so that the eight lanes of each quarter-warp's 16-byte reads (rows g, g + 1, threads
+// t = 0..3) land on distinct banks.
 __device__ __forceinline__ int dk_swizzle(int row, int chunk) {
     return (chunk & ~7) | ((chunk & 7) ^ ((((chunk >> 3) & 1) << 1) | (row & 1)));
 }
@@ -259,54 +303,25 @@ __device__ __forceinline__ void dk_copy16_async(void* shared, const void* global
 
 __device__ __forceinline__ void dk_copy_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 
-__device__ __forceinline__ void dk_copy_wait_all_but_one() { asm volatile("cp.async.wait_group 1;" ::: "memory"); }
+template <int PENDING>
+__device__ __forceinline__ void dk_copy_wait() {
+    asm volatile("cp.async.wait_group %0;" ::"n"(PENDING) : "memory");
+}
 
 __device__ __forceinline__ unsigned int dk_component(const uint4& v, int i) {
     return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;  // i is a compile-time constant at every use
 }
 
-// One warp step's packed codes (one 16-byte load per n8 tile) and the raw scale and zero point of its
-// thread's group in each tile. Nothing here is used before the next step, so the loads stay in flight while
-// the current step computes; dk_step_constants turns them into the dequantization operands then.
-struct DkWeightStep {
-    uint4 codes[DK_NT];
-    dk_bits16 scale[DK_NT];
-    dk_bits16 zero[DK_NT];
-};
+// Packed words of one row's codes per warp step (64 bytes for int4 and int8 alike).
+#define DK_ROW_WORDS (DK_K_STEP / DK_CODES_PER_WORD)
+#define DK_BLOCK_ROWS (DK_QM_WARPS * DK_NT * 8)
 
-__device__ __forceinline__ void dk_load_weight_step(DkWeightStep& s, const unsigned int* packed, const dk_bits16* scales,
-                                                    const dk_bits16* zeros, int n0, int n_total, int g, int k,
-                                                    int words_per_row, int groups, int group_size) {
-    const int group = k / group_size;
-#pragma unroll
-    for (int j = 0; j < DK_NT; ++j) {
-        const int n = n0 + 8 * j + g;
-        if (n0 + 8 * j < n_total) {  // N % 8 == 0: a tile is wholly in or wholly out
-            s.codes[j] = dk_load16(packed + (size_t)n * words_per_row + k / DK_CODES_PER_WORD);
-            s.scale[j] = scales[(size_t)n * groups + group];
-            s.zero[j] = zeros ? zeros[(size_t)n * groups + group] : (dk_bits16)0;
-        } else {
-            s.codes[j] = make_uint4(0u, 0u, 0u, 0u);
-            s.scale[j] = 0;
-            s.zero[j] = 0;
-        }
-    }
-}
-
-// The dequantization operands of one tile: the scale in both halves, the bias (magic + zero) in both
-// halves and, for bf16 int8, as fp32.
-__device__ __forceinline__ void dk_step_constants(dk_bits16 scale, dk_bits16 zero_bits, bool symmetric,
-                                                  unsigned int& scale2, unsigned int& bias2, float& bias32) {
-    const float zero = symmetric ? (float)(1 << (DK_BITS - 1)) : dk_to_float(zero_bits);
-    scale2 = (unsigned int)scale | ((unsigned int)scale << 16);
-    bias2 = dk_bias2(zero);
-    bias32 = 8388608.0f + zero;
-}
-
-// Grid: (ceil(N / (32 * DK_QM_WARPS)), splits, ceil(M / (16 * MT))); block: DK_QM_THREADS. Each split covers
-// `steps_per_split` warp steps of DK_K_STEP columns. With splits == 1 the warp writes y [M, N] directly;
+// Grid: (ceil(N / DK_BLOCK_ROWS), splits, ceil(M / (16 * MT))); block: DK_QM_THREADS; dynamic shared memory:
+// STAGES * SUBSTEPS * (DK_BLOCK_ROWS * 64 + 16 * MT * DK_K_STEP * 2) bytes. Each split covers
+// `steps_per_split` warp steps of DK_K_STEP columns, copied SUBSTEPS at a time (one pipeline stage, so
+// that each row is read in runs of SUBSTEPS * 64 bytes). With splits == 1 the warp writes y [M, N] directly;
 // otherwise fp32 partials [splits, M, N] for dk_quant_reduce.
-template <int MT>
+template <int MT, int STAGES, int SUBSTEPS>
 __device__ __forceinline__ void dk_quant_mma_body(dk_ptr x_ptr, dk_ptr packed_ptr, dk_ptr scales_ptr, dk_ptr zeros_ptr,
                                                   int m_total, int n_total, int k_total, int group_size,
                                                   int steps_per_split, dk_ptr y_ptr, dk_ptr partial_ptr) {
@@ -314,34 +329,91 @@ __device__ __forceinline__ void dk_quant_mma_body(dk_ptr x_ptr, dk_ptr packed_pt
     const unsigned int* packed = (const unsigned int*)packed_ptr;
     const dk_bits16* scales = (const dk_bits16*)scales_ptr;
     const dk_bits16* zeros = (const dk_bits16*)zeros_ptr;
-    // Two activation tiles: the one being multiplied and the one being copied in.
-    __shared__ __align__(16) dk_bits16 tiles[2][16 * MT][DK_K_STEP];
+    extern __shared__ __align__(16) unsigned char dk_shared[];
+    typedef unsigned int CodeTile[DK_BLOCK_ROWS][DK_ROW_WORDS];
+    typedef dk_bits16 ActivationTile[16 * MT][DK_K_STEP];
+    CodeTile* code_tiles = (CodeTile*)dk_shared;                                              // [STAGES * SUBSTEPS]
+    ActivationTile* x_tiles = (ActivationTile*)(dk_shared + STAGES * SUBSTEPS * sizeof(CodeTile));  // same
 
     const int warp = threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
     const int g = lane / 4;
     const int t = lane % 4;
-    const int n0 = (blockIdx.x * DK_QM_WARPS + warp) * (8 * DK_NT);
-    // A warp past N still copies activations and meets every barrier; it only skips the arithmetic.
+    const int block_n0 = blockIdx.x * DK_BLOCK_ROWS;
+    const int n0 = block_n0 + warp * (8 * DK_NT);
+    // A warp past N still copies and meets every barrier; it only skips the arithmetic.
     const bool active = n0 < n_total;
+    const bool symmetric = zeros == 0;
     const int m0 = blockIdx.z * (16 * MT);
+    const int x_rows = min(16 * MT, m_total - m0);
     const int total_steps = k_total / DK_K_STEP;
     const int step_begin = blockIdx.y * steps_per_split;
     const int step_end = min(total_steps, step_begin + steps_per_split);
+    const int stage_count = (step_end - step_begin + SUBSTEPS - 1) / SUBSTEPS;
     const int words_per_row = k_total / DK_CODES_PER_WORD;
     const int groups = k_total / group_size;
     const int chunks_per_row = DK_K_STEP / 8;
 
-    // Copy the activation tile of `step` into tiles[buffer] (one commit group).
-    auto copy_tile = [&](int buffer, int step) {
-        for (int c = threadIdx.x; c < 16 * MT * chunks_per_row; c += DK_QM_THREADS) {
-            const int r = c / chunks_per_row;
-            const int chunk = c % chunks_per_row;
-            const bool valid = m0 + r < m_total;
-            const dk_bits16* source = valid ? x + (size_t)(m0 + r) * k_total + step * DK_K_STEP + 8 * chunk : x;
-            dk_copy16_async(&tiles[buffer][r][8 * dk_swizzle(r, chunk)], source, valid);
+    // Activation rows past M stay zero in every tile; the loop's first barrier publishes this.
+    const int zero_chunks = (16 * MT - x_rows) * chunks_per_row;
+    for (int c = threadIdx.x; c < STAGES * SUBSTEPS * zero_chunks; c += DK_QM_THREADS) {
+        const int rest = c % zero_chunks;
+        *(uint4*)&x_tiles[c / zero_chunks][x_rows + rest / chunks_per_row][8 * (rest % chunks_per_row)] =
+            make_uint4(0u, 0u, 0u, 0u);
+    }
+
+    // Copy the codes and activations of stage `index` (steps step_begin + SUBSTEPS * index + p) into tile
+    // group `buffer` (one commit group). Consecutive threads copy consecutive 16 bytes of a row.
+    auto copy_stage = [&](int buffer, int index) {
+        const int first = step_begin + SUBSTEPS * index;
+        const int steps = min(SUBSTEPS, step_end - first);
+#pragma unroll
+        for (int i = 0; i < DK_BLOCK_ROWS * 4 * SUBSTEPS / DK_QM_THREADS; ++i) {
+            const int c = threadIdx.x + DK_QM_THREADS * i;
+            const int r = c / (4 * SUBSTEPS);
+            const int p = (c / 4) % SUBSTEPS;
+            const int n = block_n0 + r;
+            const bool valid = n < n_total && p < steps;
+#if DK_QM_PROBE_TILED
+            // Measurement hook: read the same number of bytes as if each block's stage were one contiguous run
+            // (a tile-major layout); only meaningful with DK_QM_PROBE_COPY_ONLY.
+            const unsigned int* source =
+                valid ? packed + ((size_t)blockIdx.x * total_steps + first) * DK_BLOCK_ROWS * DK_ROW_WORDS + 4 * c
+                      : packed;
+#else
+            const unsigned int* source =
+                valid ? packed + (size_t)n * words_per_row + (first + p) * DK_ROW_WORDS + 4 * (c % 4) : packed;
+#endif
+            if (!DK_QM_PROBE_MATH_ONLY) {
+                dk_copy16_async(&code_tiles[buffer * SUBSTEPS + p][r][4 * (c % 4)], source, valid);
+            }
+        }
+        for (int c = threadIdx.x; c < steps * x_rows * chunks_per_row; c += DK_QM_THREADS) {
+            const int p = c / (x_rows * chunks_per_row);
+            const int rest = c % (x_rows * chunks_per_row);
+            const int r = rest / chunks_per_row;
+            const int chunk = rest % chunks_per_row;
+            dk_copy16_async(&x_tiles[buffer * SUBSTEPS + p][r][8 * dk_swizzle(r, chunk)],
+                            x + (size_t)(m0 + r) * k_total + (first + p) * DK_K_STEP + 8 * chunk, true);
         }
         dk_copy_commit();
+    };
+    // The scale (low half) and zero point (high half) of this thread's group in each tile, for each step
+    // of stage `index`.
+    auto load_scales = [&](int index, unsigned int out[SUBSTEPS][DK_NT]) {
+#pragma unroll
+        for (int p = 0; p < SUBSTEPS; ++p) {
+            const int step = min(step_begin + SUBSTEPS * index + p, step_end - 1);
+            const int group = (step * DK_K_STEP + t * DK_K_THREAD) / group_size;
+#pragma unroll
+            for (int j = 0; j < DK_NT; ++j) {
+                const int n = n0 + 8 * j + g;
+                const bool valid = n0 + 8 * j < n_total;  // N % 8 == 0: a tile is wholly in or wholly out
+                const unsigned int scale = valid ? scales[(size_t)n * groups + group] : 0u;
+                const unsigned int zero = valid && !symmetric ? zeros[(size_t)n * groups + group] : 0u;
+                out[p][j] = scale | (zero << 16);
+            }
+        }
     };
 
     float acc[MT][DK_NT][4];
@@ -355,33 +427,52 @@ __device__ __forceinline__ void dk_quant_mma_body(dk_ptr x_ptr, dk_ptr packed_pt
             }
         }
     }
-
-    DkWeightStep current;
-    if (step_begin < step_end) {
-        copy_tile(0, step_begin);
-        if (active) {
-            dk_load_weight_step(current, packed, scales, zeros, n0, n_total, g,
-                                step_begin * DK_K_STEP + t * DK_K_THREAD, words_per_row, groups, group_size);
+    // The scales of the current stage and of the next one (loaded a stage ahead).
+    unsigned int current_scales[SUBSTEPS][DK_NT];
+    unsigned int next_scales[SUBSTEPS][DK_NT];
+#pragma unroll
+    for (int i = 0; i < STAGES - 1; ++i) {
+        if (i < stage_count) {
+            copy_stage(i, i);
+        } else {
+            dk_copy_commit();  // empty groups keep the group count the wait below relies on
         }
     }
-    for (int step = step_begin; step < step_end; ++step) {
-        const int buffer = (step - step_begin) & 1;
-        const int kb = step * DK_K_STEP + t * DK_K_THREAD;
-        const bool more = step + 1 < step_end;
-        DkWeightStep next;
-        // The next step's activations and codes are in flight while this one computes.
-        if (more) {
-            copy_tile(buffer ^ 1, step + 1);
+    if (active && stage_count > 0) {
+        load_scales(0, current_scales);
+    }
+    for (int index = 0; index < stage_count; ++index) {
+        const int buffer = index % STAGES;
+        dk_copy_wait<STAGES - 2>();  // this stage's group has landed (for this thread's copies)
+        __syncthreads();             // ... and everyone's; everyone is also done with the buffer copied next
+        if (index + STAGES - 1 < stage_count) {
+            copy_stage((index + STAGES - 1) % STAGES, index + STAGES - 1);
         } else {
-            dk_copy_commit();  // an empty group keeps "all but the newest group" meaning this step's tile
+            dk_copy_commit();
         }
-        if (more && active) {
-            dk_load_weight_step(next, packed, scales, zeros, n0, n_total, g, kb + DK_K_STEP, words_per_row, groups,
-                                group_size);
+        if (active && index + 1 < stage_count) {
+            load_scales(index + 1, next_scales);
         }
-        dk_copy_wait_all_but_one();
-        __syncthreads();
-        if (active) {
+#pragma unroll
+        for (int p = 0; p < SUBSTEPS; ++p) {
+            const int step = step_begin + SUBSTEPS * index + p;
+            if (!active || step >= step_end) {
+                continue;
+            }
+            const int tile = buffer * SUBSTEPS + p;
+#if DK_QM_PROBE_COPY_ONLY
+            // Measurement hook (bench/gpu/quant_matmul.py): the pipeline without the arithmetic.
+            acc[0][0][0] += __uint_as_float(code_tiles[tile][warp * (8 * DK_NT) + g][4 * t] & 0x007fffffu) +
+                            __uint_as_float(current_scales[p][0] & 0x007fffffu);
+#else
+            uint4 codes[DK_NT];
+            DkStepConstants constants[DK_NT];
+#pragma unroll
+            for (int j = 0; j < DK_NT; ++j) {
+                codes[j] = *(const uint4*)&code_tiles[tile][warp * (8 * DK_NT) + 8 * j + g][4 * t];
+                constants[j] = dk_step_constants((dk_bits16)(current_scales[p][j] & 0xffffu),
+                                                 (dk_bits16)(current_scales[p][j] >> 16), symmetric);
+            }
 #pragma unroll
             for (int u = 0; u < DK_K_THREAD / 8; ++u) {
                 // Activations kb + 8u .. kb + 8u + 7 of rows g and g + 8 of each tile: components (x, y) feed mma
@@ -393,7 +484,7 @@ __device__ __forceinline__ void dk_quant_mma_body(dk_ptr x_ptr, dk_ptr packed_pt
 #pragma unroll
                     for (int h = 0; h < 2; ++h) {
                         const int r = 16 * mt + 8 * h + g;
-                        a[mt][h] = *(const uint4*)&tiles[buffer][r][8 * dk_swizzle(r, chunk)];
+                        a[mt][h] = *(const uint4*)&x_tiles[tile][r][8 * dk_swizzle(r, chunk)];
                     }
                 }
 #pragma unroll
@@ -401,14 +492,11 @@ __device__ __forceinline__ void dk_quant_mma_body(dk_ptr x_ptr, dk_ptr packed_pt
                     if (n0 + 8 * j >= n_total) {
                         continue;
                     }
-                    unsigned int scale2, bias2;
-                    float bias32;
-                    dk_step_constants(current.scale[j], current.zero[j], zeros == 0, scale2, bias2, bias32);
                     // b[q] = the (b0, b1) operands of mma step 2u + q.
                     unsigned int b[2][2];
 #if DK_BITS == 4
                     unsigned int pairs[4];
-                    dk_dequant_word(dk_component(current.codes[j], u), bias2, bias32, scale2, pairs);
+                    dk_dequant_word(dk_component(codes[j], u), constants[j], pairs);
                     b[0][0] = pairs[0];
                     b[0][1] = pairs[1];
                     b[1][0] = pairs[2];
@@ -417,7 +505,7 @@ __device__ __forceinline__ void dk_quant_mma_body(dk_ptr x_ptr, dk_ptr packed_pt
 #pragma unroll
                     for (int q = 0; q < 2; ++q) {
                         unsigned int pairs[4];
-                        dk_dequant_word(dk_component(current.codes[j], 2 * u + q), bias2, bias32, scale2, pairs);
+                        dk_dequant_word(dk_component(codes[j], 2 * u + q), constants[j], pairs);
                         b[q][0] = pairs[0];
                         b[q][1] = pairs[1];
                     }
@@ -429,10 +517,14 @@ __device__ __forceinline__ void dk_quant_mma_body(dk_ptr x_ptr, dk_ptr packed_pt
                     }
                 }
             }
+#endif
         }
-        __syncthreads();  // everyone is done with tiles[buffer] before the next step copies over it
-        if (more) {
-            current = next;
+#pragma unroll
+        for (int p = 0; p < SUBSTEPS; ++p) {
+#pragma unroll
+            for (int j = 0; j < DK_NT; ++j) {
+                current_scales[p][j] = next_scales[p][j];
+            }
         }
     }
     if (!active) {
@@ -470,13 +562,16 @@ __device__ __forceinline__ void dk_quant_mma_body(dk_ptr x_ptr, dk_ptr packed_pt
     }
 }
 
+// The pipeline shape of each kernel (stages, steps per stage, blocks per SM to fit in registers) comes from
+// decodekit.cuda, which also sizes the dynamic shared memory from it.
 #define DK_QUANT_MMA_KERNEL(MT)                                                                                  \
-    extern "C" __global__ void __launch_bounds__(DK_QM_THREADS)                                                \
+    extern "C" __global__ void __launch_bounds__(DK_QM_THREADS, DK_QM_MIN_BLOCKS_M##MT)                       \
         dk_quant_mma_m##MT(dk_ptr x_ptr, dk_ptr packed_ptr, dk_ptr scales_ptr, dk_ptr zeros_ptr, int m_total,    \
                            int n_total, int k_total, int group_size, int steps_per_split, dk_ptr y_ptr,         \
                            dk_ptr partial_ptr) {                                                                \
-        dk_quant_mma_body<MT>(x_ptr, packed_ptr, scales_ptr, zeros_ptr, m_total, n_total, k_total, group_size,    \
-                              steps_per_split, y_ptr, partial_ptr);                                             \
+        dk_quant_mma_body<MT, DK_QM_STAGES_M##MT, DK_QM_SUBSTEPS_M##MT>(x_ptr, packed_ptr, scales_ptr, zeros_ptr, \
+                                                                        m_total, n_total, k_total, group_size,  \
+                                                                        steps_per_split, y_ptr, partial_ptr);   \
     }
 
 DK_QUANT_MMA_KERNEL(1)

@@ -160,6 +160,20 @@ def test_quant_kernel_compiles_without_spills(arch: str, dtype: str, bits: int) 
     nvrtc.assert_no_spills(report, list(dkc.QUANT_KERNELS), arch)
 
 
+def test_quant_kernel_variants_compile() -> None:
+    """The measurement variants and other pipelines that bench/gpu/quant_matmul.py builds compile too."""
+    import decodekit.cuda as dkc
+
+    for probe in ("copy", "copy_tiled", "math"):
+        source = dkc.quant_matmul_source(
+            "bfloat16", 4, probe=probe, pipelines={1: (2, 4, 2), 2: (3, 2, 1), 4: (2, 2, 1)}
+        )
+        nvrtc.assert_no_spills(nvrtc.compile_report(source, "sm_90"), list(dkc.QUANT_KERNELS), "sm_90")
+    with pytest.raises(dk.InvalidInputError, match="probe"):
+        dkc.quant_matmul_source("float16", 4, probe="fast")
+    assert dkc.quant_shared_bytes(4, 1, 3, 1) == 3 * (128 * 64 + 16 * 128 * 2)
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     m=st.integers(1, 300),

@@ -20,7 +20,10 @@ Usage (on a machine with a CUDA GPU, torch and CuPy, and decodekit installed fro
    weights at least three times the L2 cache in size, so that launch overhead and cache hits stay out. The
    kernel's bandwidth (packed weights, scales and activations read, output written) is printed as a
    fraction of a device-to-device copy measured in the same run.
-3. **Tuning.** On the two largest shapes it times the split-K and m-tile choices around the default plan.
+3. **Tuning.** On the two largest shapes it times split-K and pipeline choices around the default plan,
+   and at M = 1 each pipeline's memory traffic alone (`copy`: the kernel built without its arithmetic;
+   `copy_tiled`: the same, reading each stage's codes as one contiguous run, as a tile-major layout
+   would).
 
 The script exits non-zero when any correctness check fails.
 """
@@ -69,6 +72,9 @@ def check_layout(dtype: Any, bits: int, group_size: int | None, symmetric: bool)
     cases += [("mma", m, {}) for m in (1, 7, 16, 19, 33, 65, 130)]
     cases += [("mma", 65, {"m_tiles": 1}), ("mma", 65, {"m_tiles": 2}), ("mma", 5, {"splits": 1})]
     cases += [("mma", 5, {"splits": 3}), ("mma", 40, {"splits": 1})]
+    # pipelines with several steps per stage, a last stage that is partly empty, more stages
+    cases += [("mma", 5, {"pipeline": (3, 2, 3)}), ("mma", 5, {"pipeline": (2, 4, 2), "splits": 3})]
+    cases += [("mma", 65, {"pipeline": (3, 1, 1)}), ("mma", 70, {"pipeline": (2, 2, 1), "splits": 3})]
     for kernel, m, plan in cases:
         x = torch.randn(m, cols, device="cuda", dtype=dtype)
         got = dkc._quant_matmul(x, qweight, kernel=kernel, **plan)
@@ -240,8 +246,15 @@ def time_shape(
     return out
 
 
+#: Pipelines (stages, steps per stage, blocks per SM) tried around decodekit.cuda.QUANT_PIPELINES.
+PIPELINES = {1: ((3, 1, 4), (4, 1, 4), (3, 2, 3), (2, 4, 2)), 4: ((2, 1, 1), (2, 2, 1))}
+
+
 def tune(dtype: Any, rows_n: int, cols_k: int) -> list[dict[str, Any]]:
-    """Split-K and m-tile choices around the default plan, int4 g128 and int8 per-channel."""
+    """Split-K and pipeline choices around the default plan, int4 g128 and int8 per-channel; at M = 1 also
+    each pipeline's memory traffic alone (``copy``: the kernel built without its arithmetic;
+    ``copy_tiled``: the same, reading each stage as one contiguous run, as a tile-major layout would;
+    ``math``: the arithmetic without the code copies)."""
     weight = torch.randn(rows_n, cols_k, device="cuda")
     sm_count = torch.cuda.get_device_properties(0).multi_processor_count
     out = []
@@ -251,23 +264,28 @@ def tune(dtype: Any, rows_n: int, cols_k: int) -> list[dict[str, Any]]:
         for m in (1, 16, 64):
             x = torch.randn(m, cols_k, device="cuda", dtype=dtype)
             tiles, splits, _ = dkc.mma_plan(m, rows_n, cols_k, bits, sm_count)
-            variants = {(tiles, s) for s in (max(1, splits // 2), splits, 2 * splits, 4 * splits)}
-            if m == 64:
-                variants |= {(2, splits), (1, splits)}
-            results = {}
-            for t, s in sorted(variants):
-                results[f"m{t}_s{s}"] = graph_ms(
-                    [
-                        lambda q=q, t=t, s=s, x=x: dkc._quant_matmul(x, q, kernel="mma", m_tiles=t, splits=s)
-                        for q in copies
-                    ]
-                )
-            best = min(results, key=results.__getitem__)
+
+            def timed(x: Any = x, copies: list[Any] = copies, **plan: Any) -> float:
+                return graph_ms([lambda q=q: dkc._quant_matmul(x, q, kernel="mma", **plan) for q in copies])
+
+            results = {f"s{s}": timed(splits=s) for s in sorted({max(1, splits // 2), splits, 2 * splits})}
+            for pipeline in PIPELINES[tiles]:
+                name = "p" + "".join(map(str, pipeline))
+                results[name] = timed(pipeline=pipeline)
+                if m == 1:
+                    results[name + "_copy"] = timed(pipeline=pipeline, probe="copy")
+                    results[name + "_copy_tiled"] = timed(pipeline=pipeline, probe="copy_tiled")
+                    results[name + "_math"] = timed(pipeline=pipeline, probe="math")
+            best = min(
+                (k for k in results if k.startswith(("s", "p")) and "_" not in k), key=results.__getitem__
+            )
             print(
-                f"tune int{bits} {rows_n}x{cols_k} M={m} default m{tiles}_s{splits}: "
+                f"tune int{bits} {rows_n}x{cols_k} M={m} default m{tiles}_s{splits} "
+                f"p{dkc.QUANT_PIPELINES[tiles]}: "
                 + " ".join(f"{k} {v * 1e3:.1f}us" for k, v in results.items())
                 + f" | best {best}"
             )
+            sys.stdout.flush()
             out.append(
                 {
                     "bits": bits,

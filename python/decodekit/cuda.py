@@ -42,13 +42,50 @@ def kernel_source(dtype: str, head_dim: int, group: int) -> str:
     return _source("tree_attention", DK_BF16=int(dtype == "bfloat16"), DK_HEAD_DIM=head_dim, DK_GROUP=group)
 
 
-def quant_matmul_source(dtype: str, bits: int) -> str:
-    """The quantized-matmul source for ``dtype`` (``"float16"`` or ``"bfloat16"``) and ``bits`` (4 or 8)."""
+#: The software pipeline of each tensor-core kernel, by m16 tiles per warp: (stages, warp steps per stage,
+#: blocks per SM the register budget is set for). A stage holds the packed codes of 128 rows and the
+#: activation tile of each of its steps in shared memory; stages - 1 of them are in flight.
+QUANT_PIPELINES: dict[int, tuple[int, int, int]] = {1: (3, 1, 4), 2: (3, 1, 2), 4: (2, 1, 1)}
+
+
+def quant_shared_bytes(bits: int, m_tiles: int, stages: int, substeps: int) -> int:
+    """Dynamic shared memory of the tensor-core kernel with ``m_tiles`` m16 tiles and this pipeline."""
+    k_step = 512 // bits
+    return stages * substeps * (128 * 64 + 16 * m_tiles * k_step * 2)
+
+
+def quant_matmul_source(
+    dtype: str,
+    bits: int,
+    *,
+    probe: str | None = None,
+    pipelines: dict[int, tuple[int, int, int]] | None = None,
+) -> str:
+    """The quantized-matmul source for ``dtype`` (``"float16"`` or ``"bfloat16"``) and ``bits`` (4 or 8),
+    with the tensor-core kernels' ``pipelines`` (default :data:`QUANT_PIPELINES`). ``probe`` builds a
+    measurement variant whose results are meaningless: ``"copy"`` without the arithmetic (the memory
+    pipeline alone), ``"copy_tiled"`` the same reading each stage's codes as one contiguous run, ``"math"``
+    without copying the codes (the arithmetic on whatever shared memory holds)."""
     if dtype not in ("float16", "bfloat16"):
         raise _core.InvalidInputError(f"dtype must be 'float16' or 'bfloat16', got {dtype!r}")
     if bits not in (4, 8):
         raise _core.InvalidInputError(f"bits must be 4 or 8, got {bits}")
-    return _source("quant_matmul", DK_BF16=int(dtype == "bfloat16"), DK_BITS=bits)
+    if probe not in (None, "copy", "copy_tiled", "math"):
+        raise _core.InvalidInputError(f"probe must be None, 'copy', 'copy_tiled' or 'math', got {probe!r}")
+    shapes = {}
+    for m_tiles, (stages, substeps, min_blocks) in (pipelines or QUANT_PIPELINES).items():
+        shapes[f"DK_QM_STAGES_M{m_tiles}"] = stages
+        shapes[f"DK_QM_SUBSTEPS_M{m_tiles}"] = substeps
+        shapes[f"DK_QM_MIN_BLOCKS_M{m_tiles}"] = min_blocks
+    return _source(
+        "quant_matmul",
+        DK_BF16=int(dtype == "bfloat16"),
+        DK_BITS=bits,
+        DK_QM_PROBE_COPY_ONLY=int(probe in ("copy", "copy_tiled")),
+        DK_QM_PROBE_MATH_ONLY=int(probe == "math"),
+        DK_QM_PROBE_TILED=int(probe == "copy_tiled"),
+        **shapes,
+    )
 
 
 def _source(name: str, **defines: int) -> str:
@@ -288,13 +325,27 @@ QUANT_KERNELS: tuple[str, ...] = (
 
 
 @cache
-def _quant_kernels(dtype: str, bits: int, device: int) -> dict[str, Any]:
-    """The quantized-matmul kernels of one configuration on one device (built once, then cached)."""
+def _quant_kernels(
+    dtype: str,
+    bits: int,
+    device: int,
+    probe: str | None = None,
+    pipelines: tuple[tuple[int, tuple[int, int, int]], ...] | None = None,
+) -> dict[str, Any]:
+    """The quantized-matmul kernels of one configuration on one device (built once, then cached), with
+    the tensor-core kernels allowed the dynamic shared memory of their pipelines."""
     cupy = _cupy()
+    shapes = dict(pipelines) if pipelines is not None else QUANT_PIPELINES
+    source = quant_matmul_source(dtype, bits, probe=probe, pipelines=shapes)
     try:
         with cupy.cuda.Device(device):
-            module = cupy.RawModule(code=quant_matmul_source(dtype, bits), options=KERNEL_OPTIONS)
-            return {name: module.get_function(name) for name in QUANT_KERNELS}
+            module = cupy.RawModule(code=source, options=KERNEL_OPTIONS)
+            kernels = {name: module.get_function(name) for name in QUANT_KERNELS}
+            for m_tiles, (stages, substeps, _) in shapes.items():
+                kernels[f"dk_quant_mma_m{m_tiles}"].max_dynamic_shared_size_bytes = quant_shared_bytes(
+                    bits, m_tiles, stages, substeps
+                )
+            return kernels
     except Exception as error:  # CuPy raises CompileException, CUDADriverError, ... with the log
         raise _core.KernelUnavailableError(
             f"the quantized-matmul kernel ({dtype}, {bits}-bit) failed to build: {error}"
@@ -307,9 +358,10 @@ _QM_M_TILE = 8
 #: Output features per warp of the tensor-core kernel, and the m16 tiles per warp it is built for.
 _MMA_FEATURES_PER_WARP = 32
 _MMA_M_TILES = (1, 2, 4)
-#: Warps per multiprocessor the split-K plan aims for (tuned on an H200 with bench/gpu/quant_matmul.py:
-#: one full wave of the one-tile kernel; int8 at one tile gains from two).
-_MMA_TARGET_WARPS = 16
+#: Warps per multiprocessor the split-K plan aims for, by m16 tiles per warp (tuned on an H200 with
+#: bench/gpu/quant_matmul.py: one full wave of the one-tile kernel; fewer, longer splits at four tiles,
+#: where the fp32 partials grow with M).
+_MMA_TARGET_WARPS = {1: 16, 2: 12, 4: 8}
 
 
 def mma_supported(rows: int, cols: int, bits: int, group_size: int) -> bool:
@@ -340,8 +392,7 @@ def mma_plan(
         raise _core.InvalidInputError(f"K = {k} is shorter than one {512 // bits}-column step")
     if splits is None:
         warps = -(-n // _MMA_FEATURES_PER_WARP) * -(-m // (16 * m_tiles))
-        target = _MMA_TARGET_WARPS * (2 if bits == 8 and m_tiles == 1 else 1)
-        splits = -(-target * sm_count // warps)
+        splits = -(-_MMA_TARGET_WARPS[m_tiles] * sm_count // warps)
     splits = max(1, min(int(splits), steps))
     per_split = -(-steps // splits)
     return m_tiles, -(-steps // per_split), per_split
@@ -362,11 +413,20 @@ def quant_matmul(x: Any, qweight: Any) -> Any:
 
 
 def _quant_matmul(
-    x: Any, qweight: Any, *, kernel: str = "auto", m_tiles: int | None = None, splits: int | None = None
+    x: Any,
+    qweight: Any,
+    *,
+    kernel: str = "auto",
+    m_tiles: int | None = None,
+    splits: int | None = None,
+    probe: str | None = None,
+    pipeline: tuple[int, int, int] | None = None,
 ) -> Any:
     """:func:`quant_matmul` with the kernel choice open (for tests and benchmarks): ``kernel`` is
     ``"auto"``, ``"mma"`` (the tensor-core kernel, with :func:`mma_plan`'s ``m_tiles`` and ``splits``) or
-    ``"generic"`` (the CUDA-core kernel)."""
+    ``"generic"`` (the CUDA-core kernel); ``probe`` runs a measurement variant of the tensor-core kernel
+    (see :func:`quant_matmul_source`; the result is meaningless); ``pipeline`` replaces the chosen
+    kernel's :data:`QUANT_PIPELINES` entry."""
     torch = _torch()
     if kernel not in ("auto", "mma", "generic"):
         raise _core.InvalidInputError(f"kernel must be 'auto', 'mma' or 'generic', got {kernel!r}")
@@ -420,7 +480,11 @@ def _quant_matmul(
     if use_mma and flat.data_ptr() % 16 != 0:
         flat = flat.clone()  # the kernel reads activations 16 bytes at a time
     dtype = "bfloat16" if x.dtype == torch.bfloat16 else "float16"
-    kernels = _quant_kernels(dtype, qweight.bits, x.device.index)
+    shapes = None
+    if pipeline is not None:
+        chosen = mma_plan(m_total, rows, cols, qweight.bits, 1, m_tiles=m_tiles, splits=1)[0]
+        shapes = tuple(sorted({**QUANT_PIPELINES, chosen: tuple(pipeline)}.items()))
+    kernels = _quant_kernels(dtype, qweight.bits, x.device.index, probe, shapes)
     numpy = importlib.import_module("numpy")
     pointer, i32 = numpy.uint64, numpy.int32
     zeros = 0 if qweight.zeros is None else qweight.zeros.data_ptr()
@@ -460,10 +524,12 @@ def _quant_matmul(
             num_splits,
             -(-m_total // (16 * m_tiles)),
         )
+        stages, substeps, _ = dict(shapes or ()).get(m_tiles, QUANT_PIPELINES[m_tiles])
         kernels[f"dk_quant_mma_m{m_tiles}"](
             grid,
             (_QM_WARPS * 32,),
             (*weight_args, i32(per_split), pointer(y.data_ptr()), pointer(partial.data_ptr())),
+            shared_mem=quant_shared_bytes(qweight.bits, m_tiles, stages, substeps),
         )
         if num_splits > 1:
             count = m_total * rows
