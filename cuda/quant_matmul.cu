@@ -427,6 +427,7 @@ __device__ __forceinline__ void dk_quant_mma_body(dk_ptr x_ptr, dk_ptr packed_pt
             }
         }
     }
+    const DkStepConstants symmetric_constants = dk_step_constants(0, 0, true);
     // The scales of the current stage and of the next one (loaded a stage ahead).
     unsigned int current_scales[SUBSTEPS][DK_NT];
     unsigned int next_scales[SUBSTEPS][DK_NT];
@@ -470,8 +471,13 @@ __device__ __forceinline__ void dk_quant_mma_body(dk_ptr x_ptr, dk_ptr packed_pt
 #pragma unroll
             for (int j = 0; j < DK_NT; ++j) {
                 codes[j] = *(const uint4*)&code_tiles[tile][warp * (8 * DK_NT) + 8 * j + g][4 * t];
-                constants[j] = dk_step_constants((dk_bits16)(current_scales[p][j] & 0xffffu),
-                                                 (dk_bits16)(current_scales[p][j] >> 16), symmetric);
+                if (symmetric) {  // uniform: the biases are fixed, only the scale changes
+                    constants[j] = symmetric_constants;
+                    constants[j].scale2 = (current_scales[p][j] & 0xffffu) * 0x10001u;
+                } else {
+                    constants[j] = dk_step_constants((dk_bits16)(current_scales[p][j] & 0xffffu),
+                                                     (dk_bits16)(current_scales[p][j] >> 16), false);
+                }
             }
 #pragma unroll
             for (int u = 0; u < DK_K_THREAD / 8; ++u) {
@@ -484,7 +490,9 @@ __device__ __forceinline__ void dk_quant_mma_body(dk_ptr x_ptr, dk_ptr packed_pt
 #pragma unroll
                     for (int h = 0; h < 2; ++h) {
                         const int r = 16 * mt + 8 * h + g;
-                        a[mt][h] = *(const uint4*)&x_tiles[tile][r][8 * dk_swizzle(r, chunk)];
+                        // eight rows that are all past M are zeros without a shared-memory read (uniform)
+                        a[mt][h] = 16 * mt + 8 * h < x_rows ? *(const uint4*)&x_tiles[tile][r][8 * dk_swizzle(r, chunk)]
+                                                            : make_uint4(0u, 0u, 0u, 0u);
                     }
                 }
 #pragma unroll

@@ -359,8 +359,8 @@ _QM_M_TILE = 8
 _MMA_FEATURES_PER_WARP = 32
 _MMA_M_TILES = (1, 2, 4)
 #: Warps per multiprocessor the split-K plan aims for, by m16 tiles per warp (tuned on an H200 with
-#: bench/gpu/quant_matmul.py: one full wave of the one-tile kernel; fewer, longer splits at four tiles,
-#: where the fp32 partials grow with M).
+#: bench/gpu/quant_matmul.py: one full wave of the one-tile kernel, two for int8, whose steps are half as
+#: long; fewer, longer splits at four tiles, where the fp32 partials grow with M).
 _MMA_TARGET_WARPS = {1: 16, 2: 12, 4: 8}
 
 
@@ -392,7 +392,8 @@ def mma_plan(
         raise _core.InvalidInputError(f"K = {k} is shorter than one {512 // bits}-column step")
     if splits is None:
         warps = -(-n // _MMA_FEATURES_PER_WARP) * -(-m // (16 * m_tiles))
-        splits = -(-_MMA_TARGET_WARPS[m_tiles] * sm_count // warps)
+        target = _MMA_TARGET_WARPS[m_tiles] * (2 if bits == 8 and m_tiles == 1 else 1)
+        splits = -(-target * sm_count // warps)
     splits = max(1, min(int(splits), steps))
     per_split = -(-steps // splits)
     return m_tiles, -(-steps // per_split), per_split
