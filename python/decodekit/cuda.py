@@ -478,6 +478,9 @@ def _quant_matmul(
             f"group_size % {128 // qweight.bits} == 0 and 16-byte aligned packed data"
         )
     use_mma = use_mma and kernel != "generic"
+    row_blocks = -(-m_total // (_QM_M_TILE if not use_mma else 16 * _MMA_M_TILES[-1]))
+    if row_blocks > 65535:  # the grid's y (generic) or z (tensor-core) dimension
+        raise _core.InvalidInputError(f"x has {m_total} rows, more than one launch takes; split it")
     if use_mma and flat.data_ptr() % 16 != 0:
         flat = flat.clone()  # the kernel reads activations 16 bytes at a time
     dtype = "bfloat16" if x.dtype == torch.bfloat16 else "float16"
