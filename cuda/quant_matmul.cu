@@ -7,13 +7,14 @@
 //   weight  = (code - zero) * scale
 //
 // Three kernels:
-//   dk_quant_mma_m{1,2,4}  the tensor-core kernel: one warp owns 32 output features, 16 * DK_MT activation
-//                          rows (1, 2 or 4 m16 tiles; rows past M are zeros) and a slice of K. It streams its
-//                          packed rows with 16-byte loads, dequantizes in registers with the lop3/magic-number
-//                          conversion the packing was chosen for, and multiplies on the tensor cores
-//                          (mma.m16n8k16, fp32 accumulation). Split-K slices write fp32 partials that
-//                          dk_quant_reduce sums in a fixed order (the result does not depend on scheduling).
-//                          Needs K % (4 * DK_K_THREAD) == 0, group_size % DK_K_THREAD == 0 and N % 8 == 0.
+//   dk_quant_mma_m{1,2,4}  the tensor-core kernel: a block of four warps owns 128 output features, 16, 32 or
+//                          64 activation rows (1, 2 or 4 m16 tiles; rows past M are zeros) and a slice of K.
+//                          It copies codes and activations into shared memory with cp.async stages ahead,
+//                          dequantizes in registers with the lop3/magic-number conversion the packing was
+//                          chosen for, and multiplies on the tensor cores (mma.m16n8k16, fp32 accumulation).
+//                          Split-K slices write fp32 partials that dk_quant_reduce sums in a fixed order (the
+//                          result does not depend on scheduling). Needs K % (4 * DK_K_THREAD) == 0,
+//                          group_size % DK_K_THREAD == 0 and N % 8 == 0.
 //   dk_quant_reduce        sums the split-K partials and rounds to the output dtype.
 //   dk_quant_matmul        the generic CUDA-core kernel for any shape: one warp per output feature, up to
 //                          DK_M_TILE activation rows at once, larger M in slices along gridDim.y.
