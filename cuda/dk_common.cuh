@@ -15,13 +15,27 @@ typedef unsigned long long dk_ptr;
 
 #define DK_FULL_MASK 0xffffffffu
 
+// PTX helpers stay behind DK_EMULATOR: tests/cuda_emulator/dk_emulator.h defines the same functions for
+// the CPU emulator.
+#ifndef DK_EMULATOR
+__device__ __forceinline__ float dk_half_to_float(dk_bits16 x) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x));
+    return f;
+}
+
+__device__ __forceinline__ dk_bits16 dk_float_to_half(float f) {
+    dk_bits16 h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+#endif
+
 __device__ __forceinline__ float dk_to_float(dk_bits16 x) {
 #if DK_BF16
     return __uint_as_float(((unsigned int)x) << 16);
 #else
-    float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x));
-    return f;
+    return dk_half_to_float(x);
 #endif
 }
 
@@ -34,9 +48,7 @@ __device__ __forceinline__ dk_bits16 dk_from_float(float f) {
     u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest, ties to even
     return (dk_bits16)(u >> 16);
 #else
-    dk_bits16 h;
-    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
-    return h;
+    return dk_float_to_half(f);
 #endif
 }
 

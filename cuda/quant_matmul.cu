@@ -160,6 +160,9 @@ dk_quant_matmul(dk_ptr x_ptr, dk_ptr packed_ptr, dk_ptr scales_ptr, dk_ptr zeros
 // far ahead. Nothing the loads bring in is touched before its step, so several steps of loads are in
 // flight without holding registers.
 
+// PTX helpers, behind DK_EMULATOR: tests/cuda_emulator/dk_emulator.h defines the same functions for the CPU
+// emulator.
+#ifndef DK_EMULATOR
 __device__ __forceinline__ unsigned int dk_lop3_and_or(unsigned int a, unsigned int b, unsigned int c) {
     unsigned int d;
     asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(a), "r"(b), "r"(c));  // (a & b) | c
@@ -182,6 +185,50 @@ __device__ __forceinline__ unsigned int dk_fma2(unsigned int pair, unsigned int 
 #endif
     return d;
 }
+
+// {high, low} rounded to bf16 (nearest even) in one register, low in the lower half.
+__device__ __forceinline__ unsigned int dk_pack_bf16x2(float high, float low) {
+    unsigned int d;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(high), "f"(low));
+    return d;
+}
+
+__device__ __forceinline__ void dk_mma(float c[4], unsigned int a0, unsigned int a1, unsigned int a2, unsigned int a3,
+                                       unsigned int b0, unsigned int b1) {
+#if DK_BF16
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+#else
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+#endif
+}
+
+__device__ __forceinline__ unsigned int dk_shared_address(const void* p) {
+    unsigned int address;
+    asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(address) : "l"(p));
+    return address;
+}
+
+// 16 bytes from global to shared memory, or 16 zero bytes when `valid` is false.
+__device__ __forceinline__ void dk_copy16_async(void* shared, const void* global, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
+                 :
+                 : "r"(dk_shared_address(shared)), "l"(global), "r"(valid ? 16 : 0)
+                 : "memory");
+}
+
+__device__ __forceinline__ void dk_copy_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+
+template <int PENDING>
+__device__ __forceinline__ void dk_copy_wait() {
+    asm volatile("cp.async.wait_group %0;" ::"n"(PENDING) : "memory");
+}
+#endif  // DK_EMULATOR
 
 #define DK_NEG_ZERO2 0x80008000u
 #if DK_BF16
@@ -254,9 +301,7 @@ __device__ __forceinline__ void dk_dequant_word(unsigned int word, const DkStepC
     }
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
-        unsigned int packed_pair;
-        asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(packed_pair) : "f"(f[2 * i + 1]), "f"(f[2 * i]));
-        pairs[i] = dk_fma2(packed_pair, c.scale2, DK_NEG_ZERO2);
+        pairs[i] = dk_fma2(dk_pack_bf16x2(f[2 * i + 1], f[2 * i]), c.scale2, DK_NEG_ZERO2);
     }
     pairs[2] = pairs[3] = 0u;
 #else
@@ -266,47 +311,11 @@ __device__ __forceinline__ void dk_dequant_word(unsigned int word, const DkStepC
 #endif
 }
 
-__device__ __forceinline__ void dk_mma(float c[4], unsigned int a0, unsigned int a1, unsigned int a2, unsigned int a3,
-                                       unsigned int b0, unsigned int b1) {
-#if DK_BF16
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-#else
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-#endif
-}
-
 // Activation tile rows are DK_K_STEP / 8 chunks of 16 bytes; chunk c of row r is stored at chunk
 // dk_swizzle(r, c), so that the eight lanes of each quarter-warp's 16-byte reads (rows g, g + 1, threads
 // t = 0..3) land on distinct banks.
 __device__ __forceinline__ int dk_swizzle(int row, int chunk) {
     return (chunk & ~7) | ((chunk & 7) ^ ((((chunk >> 3) & 1) << 1) | (row & 1)));
-}
-
-__device__ __forceinline__ unsigned int dk_shared_address(const void* p) {
-    unsigned int address;
-    asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(address) : "l"(p));
-    return address;
-}
-
-// 16 bytes from global to shared memory, or 16 zero bytes when `valid` is false.
-__device__ __forceinline__ void dk_copy16_async(void* shared, const void* global, bool valid) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
-                 :
-                 : "r"(dk_shared_address(shared)), "l"(global), "r"(valid ? 16 : 0)
-                 : "memory");
-}
-
-__device__ __forceinline__ void dk_copy_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-
-template <int PENDING>
-__device__ __forceinline__ void dk_copy_wait() {
-    asm volatile("cp.async.wait_group %0;" ::"n"(PENDING) : "memory");
 }
 
 __device__ __forceinline__ unsigned int dk_component(const uint4& v, int i) {

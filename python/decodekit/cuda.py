@@ -202,7 +202,6 @@ def tree_attention(
     :func:`decodekit.torch.tree_attention_reference`.
     """
     torch = _torch()
-    numpy = importlib.import_module("numpy")
     q, q_is_cupy = _from_cupy(torch, q)
     k_cache, _ = _from_cupy(torch, k_cache)
     v_cache, _ = _from_cupy(torch, v_cache)
@@ -252,12 +251,6 @@ def tree_attention(
     dtype = "bfloat16" if q.dtype == torch.bfloat16 else "float16"
     split_kernel, combine_kernel = _kernels(dtype, head_dim, group, device.index)
 
-    rows = num_tree * group
-    sm_count = torch.cuda.get_device_properties(device).multi_processor_count
-    splits, keys_per_split, row_tiles = launch_plan(prefix_len + num_tree, rows, num_kv_heads, sm_count)
-
-    partial_out = torch.empty((splits, num_kv_heads, rows, head_dim), dtype=torch.float32, device=device)
-    partial_ml = torch.empty((splits, num_kv_heads, rows, 2), dtype=torch.float32, device=device)
     if out is None:
         out = torch.empty_like(q)
     else:
@@ -274,44 +267,81 @@ def tree_attention(
             )
     scale = head_dim**-0.5 if scale is None else float(scale)
     cupy = _cupy()
-    pointer, i32 = numpy.uint64, numpy.int32
     stream = torch.cuda.current_stream(device)
     with cupy.cuda.Device(device.index), _external_stream(cupy, stream):
-        split_kernel(
-            (splits, num_kv_heads, row_tiles),
-            (_SPLIT_THREADS,),
-            (
-                pointer(q.data_ptr()),
-                pointer(k_cache.data_ptr()),
-                pointer(v_cache.data_ptr()),
-                pointer(mask.data_ptr()),
-                i32(num_tree),
-                i32(prefix_len),
-                i32(num_q_heads),
-                i32(num_kv_heads),
-                i32(mask.shape[1]),
-                numpy.float32(scale * math.log2(math.e)),
-                i32(keys_per_split),
-                pointer(partial_out.data_ptr()),
-                pointer(partial_ml.data_ptr()),
-            ),
-        )
-        combine_kernel(
-            (rows, num_kv_heads),
-            (head_dim // 2,),
-            (
-                pointer(partial_out.data_ptr()),
-                pointer(partial_ml.data_ptr()),
-                i32(splits),
-                i32(num_tree),
-                i32(num_q_heads),
-                i32(num_kv_heads),
-                pointer(out.data_ptr()),
-            ),
+        _launch_tree_attention(
+            split_kernel,
+            combine_kernel,
+            q,
+            k_cache,
+            v_cache,
+            mask,
+            prefix_len,
+            scale,
+            out,
+            _sm_count(torch, device.index),
         )
     if q_is_cupy:
         return cupy.from_dlpack(out)
     return out
+
+
+def _launch_tree_attention(
+    split_kernel: Any,
+    combine_kernel: Any,
+    q: Any,
+    k_cache: Any,
+    v_cache: Any,
+    mask: Any,
+    prefix_len: int,
+    scale: float,
+    out: Any,
+    sm_count: int,
+) -> None:
+    """Launch tree attention on checked tensors (CUDA tensors on the current stream; CPU tensors with the
+    emulator's kernels in the tests): the split kernel over :func:`launch_plan`'s key slices, then the
+    combine kernel into ``out``."""
+    torch = _torch()
+    numpy = importlib.import_module("numpy")
+    pointer, i32 = numpy.uint64, numpy.int32
+    num_tree, num_q_heads, head_dim = q.shape
+    num_kv_heads = k_cache.shape[1]
+    rows = num_tree * (num_q_heads // num_kv_heads)
+    splits, keys_per_split, row_tiles = launch_plan(prefix_len + num_tree, rows, num_kv_heads, sm_count)
+    partial_out = torch.empty((splits, num_kv_heads, rows, head_dim), dtype=torch.float32, device=q.device)
+    partial_ml = torch.empty((splits, num_kv_heads, rows, 2), dtype=torch.float32, device=q.device)
+    split_kernel(
+        (splits, num_kv_heads, row_tiles),
+        (_SPLIT_THREADS,),
+        (
+            pointer(q.data_ptr()),
+            pointer(k_cache.data_ptr()),
+            pointer(v_cache.data_ptr()),
+            pointer(mask.data_ptr()),
+            i32(num_tree),
+            i32(prefix_len),
+            i32(num_q_heads),
+            i32(num_kv_heads),
+            i32(mask.shape[1]),
+            numpy.float32(scale * math.log2(math.e)),
+            i32(keys_per_split),
+            pointer(partial_out.data_ptr()),
+            pointer(partial_ml.data_ptr()),
+        ),
+    )
+    combine_kernel(
+        (rows, num_kv_heads),
+        (head_dim // 2,),
+        (
+            pointer(partial_out.data_ptr()),
+            pointer(partial_ml.data_ptr()),
+            i32(splits),
+            i32(num_tree),
+            i32(num_q_heads),
+            i32(num_kv_heads),
+            pointer(out.data_ptr()),
+        ),
+    )
 
 
 #: The functions of the quantized-matmul module (see cuda/quant_matmul.cu).
@@ -339,17 +369,22 @@ def _quant_kernels(
     source = quant_matmul_source(dtype, bits, probe=probe, pipelines=shapes)
     try:
         with cupy.cuda.Device(device):
-            module = cupy.RawModule(code=source, options=KERNEL_OPTIONS)
-            kernels = {name: module.get_function(name) for name in QUANT_KERNELS}
-            for m_tiles, (stages, substeps, _) in shapes.items():
-                kernels[f"dk_quant_mma_m{m_tiles}"].max_dynamic_shared_size_bytes = quant_shared_bytes(
-                    bits, m_tiles, stages, substeps
-                )
-            return kernels
+            return _bind_quant_kernels(cupy.RawModule(code=source, options=KERNEL_OPTIONS), bits, shapes)
     except Exception as error:  # CuPy raises CompileException, CUDADriverError, ... with the log
         raise _core.KernelUnavailableError(
             f"the quantized-matmul kernel ({dtype}, {bits}-bit) failed to build: {error}"
         ) from error
+
+
+def _bind_quant_kernels(module: Any, bits: int, shapes: dict[int, tuple[int, int, int]]) -> dict[str, Any]:
+    """The functions of a built quantized-matmul module (a ``cupy.RawModule``, or the CPU emulator's
+    stand-in in the tests), the tensor-core ones allowed the dynamic shared memory of their pipelines."""
+    kernels = {name: module.get_function(name) for name in QUANT_KERNELS}
+    for m_tiles, (stages, substeps, _) in shapes.items():
+        kernels[f"dk_quant_mma_m{m_tiles}"].max_dynamic_shared_size_bytes = quant_shared_bytes(
+            bits, m_tiles, stages, substeps
+        )
+    return kernels
 
 
 #: Output features per block and activation rows per block slice of the generic (CUDA-core) kernel.
@@ -489,8 +524,44 @@ def _quant_matmul(
         chosen = mma_plan(m_total, rows, cols, qweight.bits, 1, m_tiles=m_tiles, splits=1)[0]
         shapes = tuple(sorted({**QUANT_PIPELINES, chosen: tuple(pipeline)}.items()))
     kernels = _quant_kernels(dtype, qweight.bits, x.device.index, probe, shapes)
+    cupy = _cupy()
+    stream = torch.cuda.current_stream(x.device)
+    with cupy.cuda.Device(x.device.index), _external_stream(cupy, stream):
+        _launch_quant(
+            kernels,
+            flat,
+            qweight,
+            y,
+            use_mma=use_mma,
+            sm_count=_sm_count(torch, x.device.index) if use_mma else 1,
+            m_tiles=m_tiles,
+            splits=splits,
+            shapes=shapes,
+        )
+    return y.reshape(*x.shape[:-1], rows)
+
+
+def _launch_quant(
+    kernels: dict[str, Any],
+    flat: Any,
+    qweight: Any,
+    y: Any,
+    *,
+    use_mma: bool,
+    sm_count: int,
+    m_tiles: int | None = None,
+    splits: int | None = None,
+    shapes: tuple[tuple[int, tuple[int, ...]], ...] | None = None,
+) -> None:
+    """Launch the quantized matmul ``y [M, N] = flat [M, K] @ dequant(W).T`` on checked, contiguous tensors
+    (CUDA tensors on the current stream; CPU tensors with the emulator's kernels in the tests): the
+    tensor-core kernel (with :func:`mma_plan`'s split-K and the reduction) when ``use_mma``, else the
+    generic kernel."""
+    torch = _torch()
     numpy = importlib.import_module("numpy")
     pointer, i32 = numpy.uint64, numpy.int32
+    m_total, cols = flat.shape
+    rows = qweight.shape[0]
     zeros = 0 if qweight.zeros is None else qweight.zeros.data_ptr()
     weight_args = (
         pointer(flat.data_ptr()),
@@ -502,44 +573,39 @@ def _quant_matmul(
         i32(cols),
         i32(qweight.group_size),
     )
-    cupy = _cupy()
-    stream = torch.cuda.current_stream(x.device)
-    with cupy.cuda.Device(x.device.index), _external_stream(cupy, stream):
-        if not use_mma:
-            kernels["dk_quant_matmul"](
-                (-(-rows // _QM_WARPS), -(-m_total // _QM_M_TILE)),
-                (_QM_WARPS * 32,),
-                (*weight_args, pointer(y.data_ptr())),
-            )
-            return y.reshape(*x.shape[:-1], rows)
-        sm_count = _sm_count(torch, x.device.index)
-        if m_total * rows >= 2**31:
-            splits = 1  # the reduction indexes partials with 32-bit ints; such an M fills the GPU anyway
-        m_tiles, num_splits, per_split = mma_plan(
-            m_total, rows, cols, qweight.bits, sm_count, m_tiles=m_tiles, splits=splits
-        )
-        partial = (
-            y
-            if num_splits == 1
-            else torch.empty((num_splits, m_total, rows), dtype=torch.float32, device=x.device)
-        )
-        grid = (
-            -(-rows // (_MMA_FEATURES_PER_WARP * _QM_WARPS)),
-            num_splits,
-            -(-m_total // (16 * m_tiles)),
-        )
-        stages, substeps, _ = dict(shapes or ()).get(m_tiles, QUANT_PIPELINES[m_tiles])
-        kernels[f"dk_quant_mma_m{m_tiles}"](
-            grid,
+    if not use_mma:
+        kernels["dk_quant_matmul"](
+            (-(-rows // _QM_WARPS), -(-m_total // _QM_M_TILE)),
             (_QM_WARPS * 32,),
-            (*weight_args, i32(per_split), pointer(y.data_ptr()), pointer(partial.data_ptr())),
-            shared_mem=quant_shared_bytes(qweight.bits, m_tiles, stages, substeps),
+            (*weight_args, pointer(y.data_ptr())),
         )
-        if num_splits > 1:
-            count = m_total * rows
-            kernels["dk_quant_reduce"](
-                (-(-count // 256),),
-                (256,),
-                (pointer(partial.data_ptr()), i32(num_splits), i32(count), pointer(y.data_ptr())),
-            )
-    return y.reshape(*x.shape[:-1], rows)
+        return
+    if m_total * rows >= 2**31:
+        splits = 1  # the reduction indexes partials with 32-bit ints; such an M fills the GPU anyway
+    m_tiles, num_splits, per_split = mma_plan(
+        m_total, rows, cols, qweight.bits, sm_count, m_tiles=m_tiles, splits=splits
+    )
+    partial = (
+        y
+        if num_splits == 1
+        else torch.empty((num_splits, m_total, rows), dtype=torch.float32, device=y.device)
+    )
+    grid = (
+        -(-rows // (_MMA_FEATURES_PER_WARP * _QM_WARPS)),
+        num_splits,
+        -(-m_total // (16 * m_tiles)),
+    )
+    stages, substeps, _ = dict(shapes or ()).get(m_tiles, QUANT_PIPELINES[m_tiles])
+    kernels[f"dk_quant_mma_m{m_tiles}"](
+        grid,
+        (_QM_WARPS * 32,),
+        (*weight_args, i32(per_split), pointer(y.data_ptr()), pointer(partial.data_ptr())),
+        shared_mem=quant_shared_bytes(qweight.bits, m_tiles, stages, substeps),
+    )
+    if num_splits > 1:
+        count = m_total * rows
+        kernels["dk_quant_reduce"](
+            (-(-count // 256),),
+            (256,),
+            (pointer(partial.data_ptr()), i32(num_splits), i32(count), pointer(y.data_ptr())),
+        )
