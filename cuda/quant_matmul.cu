@@ -214,11 +214,10 @@ __device__ __forceinline__ unsigned int dk_shared_address(const void* p) {
     return address;
 }
 
-// 16 bytes from global to shared memory, or 16 zero bytes when `valid` is false.
-__device__ __forceinline__ void dk_copy16_async(void* shared, const void* global, bool valid) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
-                 :
-                 : "r"(dk_shared_address(shared)), "l"(global), "r"(valid ? 16 : 0)
+// 16 bytes from global memory to shared-memory address `shared` (see dk_shared_address), or 16 zero bytes
+// (and no read) when `valid` is false.
+__device__ __forceinline__ void dk_copy16_async(unsigned int shared, const void* global, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" : : "r"(shared), "l"(global), "r"(valid ? 16 : 0)
                  : "memory");
 }
 
@@ -325,23 +324,41 @@ __device__ __forceinline__ unsigned int dk_component(const uint4& v, int i) {
 // Packed words of one row's codes per warp step (64 bytes for int4 and int8 alike).
 #define DK_ROW_WORDS (DK_K_STEP / DK_CODES_PER_WORD)
 #define DK_BLOCK_ROWS (DK_QM_WARPS * DK_NT * 8)
+// 16-byte chunks of one activation row per warp step.
+#define DK_X_CHUNKS (DK_K_STEP / 8)
 
-// Grid: (ceil(N / DK_BLOCK_ROWS), splits, ceil(M / (16 * MT))); block: DK_QM_THREADS; dynamic shared memory:
-// STAGES * SUBSTEPS * (DK_BLOCK_ROWS * 64 + 16 * MT * DK_K_STEP * 2) bytes. Each split covers
-// `steps_per_split` warp steps of DK_K_STEP columns, copied SUBSTEPS at a time (one pipeline stage, so
-// that each row is read in runs of SUBSTEPS * 64 bytes). With splits == 1 the warp writes y [M, N] directly;
-// otherwise fp32 partials [splits, M, N] for dk_quant_reduce.
-template <int MT, int STAGES, int SUBSTEPS>
+// The group of input column `column`: a shift when the group size is a power of two (group_shift >= 0).
+__device__ __forceinline__ int dk_group_of(int column, int group_size, int group_shift) {
+    return group_shift >= 0 ? column >> group_shift : column / group_size;
+}
+
+// The tensor-core kernels. Grid: (ceil(N / DK_BLOCK_ROWS), splits, ceil(M / X_ROWS)); block: DK_QM_THREADS;
+// dynamic shared memory: STAGES * SUBSTEPS * (DK_BLOCK_ROWS * 64 + X_ROWS * DK_K_STEP * 2) bytes. Each split
+// covers `steps_per_split` warp steps of DK_K_STEP columns, copied SUBSTEPS at a time (one pipeline stage, so
+// that each row is read in runs of SUBSTEPS * 64 bytes). With splits == 1 the warp writes y [M, N]
+// directly; otherwise fp32 partials [splits, M, N] for dk_quant_reduce.
+//
+// SWAP = false ("mma" kernels): the activations are the m16 operand A (MT m16 tiles, X_ROWS = 16 MT rows)
+// and the weights the n8 operand B (DK_NT tiles of 8 features).
+// SWAP = true ("swap" kernels, for small M): the weights are the m16 operand A (DK_NT / 2 tiles of 16
+// features: rows g and g + 8 of tile f are the features of j = 2f and 2f + 1 below) and the activations the
+// n8 operand B (MT tiles of 8 tokens, X_ROWS = 8 MT rows). An mma then covers 16 features instead of 8, so
+// there are half as many, and both operands come straight from where they are made: the dequantized pairs
+// and 16-byte activation loads, with no register moves. C holds (feature, token) instead of (token,
+// feature).
+template <int MT, int STAGES, int SUBSTEPS, bool SWAP>
 __device__ __forceinline__ void dk_quant_mma_body(dk_ptr x_ptr, dk_ptr packed_ptr, dk_ptr scales_ptr, dk_ptr zeros_ptr,
                                                   int m_total, int n_total, int k_total, int group_size,
-                                                  int steps_per_split, dk_ptr y_ptr, dk_ptr partial_ptr) {
+                                                  int group_shift, int steps_per_split, dk_ptr y_ptr,
+                                                  dk_ptr partial_ptr) {
+    constexpr int X_ROWS = SWAP ? 8 * MT : 16 * MT;
     const dk_bits16* x = (const dk_bits16*)x_ptr;
     const unsigned int* packed = (const unsigned int*)packed_ptr;
     const dk_bits16* scales = (const dk_bits16*)scales_ptr;
     const dk_bits16* zeros = (const dk_bits16*)zeros_ptr;
     extern __shared__ __align__(16) unsigned char dk_shared[];
     typedef unsigned int CodeTile[DK_BLOCK_ROWS][DK_ROW_WORDS];
-    typedef dk_bits16 ActivationTile[16 * MT][DK_K_STEP];
+    typedef dk_bits16 ActivationTile[X_ROWS][DK_K_STEP];
     CodeTile* code_tiles = (CodeTile*)dk_shared;                                              // [STAGES * SUBSTEPS]
     ActivationTile* x_tiles = (ActivationTile*)(dk_shared + STAGES * SUBSTEPS * sizeof(CodeTile));  // same
 
@@ -354,78 +371,126 @@ __device__ __forceinline__ void dk_quant_mma_body(dk_ptr x_ptr, dk_ptr packed_pt
     // A warp past N still copies and meets every barrier; it only skips the arithmetic.
     const bool active = n0 < n_total;
     const bool symmetric = zeros == 0;
-    const int m0 = blockIdx.z * (16 * MT);
-    const int x_rows = min(16 * MT, m_total - m0);
+    const int m0 = blockIdx.z * X_ROWS;
+    const int x_rows = min(X_ROWS, m_total - m0);
     const int total_steps = k_total / DK_K_STEP;
     const int step_begin = blockIdx.y * steps_per_split;
     const int step_end = min(total_steps, step_begin + steps_per_split);
     const int stage_count = (step_end - step_begin + SUBSTEPS - 1) / SUBSTEPS;
     const int words_per_row = k_total / DK_CODES_PER_WORD;
     const int groups = k_total / group_size;
-    const int chunks_per_row = DK_K_STEP / 8;
 
     // Activation rows past M stay zero in every tile; the loop's first barrier publishes this.
-    const int zero_chunks = (16 * MT - x_rows) * chunks_per_row;
-    for (int c = threadIdx.x; c < STAGES * SUBSTEPS * zero_chunks; c += DK_QM_THREADS) {
-        const int rest = c % zero_chunks;
-        *(uint4*)&x_tiles[c / zero_chunks][x_rows + rest / chunks_per_row][8 * (rest % chunks_per_row)] =
-            make_uint4(0u, 0u, 0u, 0u);
+    for (int c = threadIdx.x; c < STAGES * SUBSTEPS * X_ROWS * DK_X_CHUNKS; c += DK_QM_THREADS) {
+        const int r = c / DK_X_CHUNKS % X_ROWS;
+        if (r >= x_rows) {
+            *(uint4*)&x_tiles[c / (X_ROWS * DK_X_CHUNKS)][r][8 * (c % DK_X_CHUNKS)] = make_uint4(0u, 0u, 0u, 0u);
+        }
     }
 
+    // This thread's code copies: copy i of each stage takes 16 bytes of block row `code_row(i)` for step
+    // `code_substep(i)` of the stage; consecutive threads copy consecutive 16 bytes of a row.
+    constexpr int CODE_COPIES = DK_BLOCK_ROWS * 4 * SUBSTEPS / DK_QM_THREADS;
+    constexpr int ROWS_PER_COPY = DK_QM_THREADS / (4 * SUBSTEPS);  // block rows between copy i and i + 1
+    const int code_row0 = threadIdx.x / (4 * SUBSTEPS);
+    const int code_substep = (threadIdx.x / 4) % SUBSTEPS;
+    const int code_word = 4 * (threadIdx.x % 4);
+    const unsigned int* code_source =
+        packed + (size_t)min(block_n0 + code_row0, n_total - 1) * words_per_row + code_substep * DK_ROW_WORDS + code_word;
+    const size_t code_copy_stride = (size_t)ROWS_PER_COPY * words_per_row;  // words from copy i to i + 1
+    // Shared-memory addresses (32-bit) of this thread's copy 0 into tile 0; a buffer is SUBSTEPS tiles.
+    const unsigned int code_target = dk_shared_address(&code_tiles[code_substep][code_row0][code_word]);
+
+    unsigned int code_valid = 0;  // bit i: block row of copy i is a row of the weight
+#pragma unroll
+    for (int i = 0; i < CODE_COPIES; ++i) {
+        code_valid |= (unsigned int)(block_n0 + code_row0 + ROWS_PER_COPY * i < n_total) << i;
+    }
+    // This thread's activation copies: the stage's SUBSTEPS * X_ROWS tile rows of DK_X_CHUNKS chunks each
+    // are spread over the threads, X_ROW_STEP rows per round. Copy i takes chunk x_chunk of stage row
+    // x_row + i * X_ROW_STEP: tile row x_r + (i * X_ROW_STEP) % X_ROWS of step x_p + (i * X_ROW_STEP) / X_ROWS.
+    // (X_ROWS and X_ROW_STEP are powers of two, so one divides the other and these are exact.) The rows of
+    // copy i and copy 0 differ by an even number, so their chunks have the same swizzle.
+    constexpr int X_ROW_STEP = DK_QM_THREADS / DK_X_CHUNKS;
+    constexpr int X_COPIES = (SUBSTEPS * X_ROWS + X_ROW_STEP - 1) / X_ROW_STEP;
+    const int x_chunk = threadIdx.x % DK_X_CHUNKS;
+    const int x_r = threadIdx.x / DK_X_CHUNKS % X_ROWS;
+    const int x_p = threadIdx.x / DK_X_CHUNKS / X_ROWS;
+    unsigned int x_valid = 0;  // bit i: copy i is an activation row, not past M
+#pragma unroll
+    for (int i = 0; i < X_COPIES; ++i) {
+        x_valid |= (unsigned int)(x_r + (i * X_ROW_STEP) % X_ROWS < x_rows) << i;
+    }
+    const dk_bits16* x_source = x + (size_t)(m0 + min(x_r, x_rows - 1)) * k_total + x_p * DK_K_STEP + 8 * x_chunk;
+    const unsigned int x_tile_target = dk_shared_address(x_tiles) + x_p * (unsigned int)sizeof(ActivationTile) +
+                                       2 * (x_r * DK_K_STEP + 8 * dk_swizzle(x_r, x_chunk));
+
     // Copy the codes and activations of stage `index` (steps step_begin + SUBSTEPS * index + p) into tile
-    // group `buffer` (one commit group). Consecutive threads copy consecutive 16 bytes of a row.
+    // group `buffer` (one commit group).
     auto copy_stage = [&](int buffer, int index) {
         const int first = step_begin + SUBSTEPS * index;
         const int steps = min(SUBSTEPS, step_end - first);
+        const bool step_valid = code_substep < steps;
+        const unsigned int* stage_codes = code_source + first * DK_ROW_WORDS;
+        const unsigned int code_buffer = code_target + buffer * SUBSTEPS * (unsigned int)sizeof(CodeTile);
+        const unsigned int x_buffer = x_tile_target + buffer * SUBSTEPS * (unsigned int)sizeof(ActivationTile);
 #pragma unroll
-        for (int i = 0; i < DK_BLOCK_ROWS * 4 * SUBSTEPS / DK_QM_THREADS; ++i) {
-            const int c = threadIdx.x + DK_QM_THREADS * i;
-            const int r = c / (4 * SUBSTEPS);
-            const int p = (c / 4) % SUBSTEPS;
-            const int n = block_n0 + r;
-            const bool valid = n < n_total && p < steps;
+        for (int i = 0; i < CODE_COPIES; ++i) {
+            const bool valid = step_valid && ((code_valid >> i) & 1u);
 #if DK_QM_PROBE_TILED
             // Measurement hook: read the same number of bytes as if each block's stage were one contiguous run
             // (a tile-major layout); only meaningful with DK_QM_PROBE_COPY_ONLY.
             const unsigned int* source =
-                valid ? packed + ((size_t)blockIdx.x * total_steps + first) * DK_BLOCK_ROWS * DK_ROW_WORDS + 4 * c
+                valid ? packed + ((size_t)blockIdx.x * total_steps + first) * DK_BLOCK_ROWS * DK_ROW_WORDS +
+                            4 * (threadIdx.x + DK_QM_THREADS * i)
                       : packed;
 #else
-            const unsigned int* source =
-                valid ? packed + (size_t)n * words_per_row + (first + p) * DK_ROW_WORDS + 4 * (c % 4) : packed;
+            // the address of a row past N is never read (valid is false)
+            const unsigned int* source = stage_codes + i * code_copy_stride;
 #endif
             if (!DK_QM_PROBE_MATH_ONLY) {
-                dk_copy16_async(&code_tiles[buffer * SUBSTEPS + p][r][4 * (c % 4)], source, valid);
+                dk_copy16_async(code_buffer + i * ROWS_PER_COPY * DK_ROW_WORDS * 4u, source, valid);
             }
         }
-        for (int c = threadIdx.x; c < steps * x_rows * chunks_per_row; c += DK_QM_THREADS) {
-            const int p = c / (x_rows * chunks_per_row);
-            const int rest = c % (x_rows * chunks_per_row);
-            const int r = rest / chunks_per_row;
-            const int chunk = rest % chunks_per_row;
-            dk_copy16_async(&x_tiles[buffer * SUBSTEPS + p][r][8 * dk_swizzle(r, chunk)],
-                            x + (size_t)(m0 + r) * k_total + (first + p) * DK_K_STEP + 8 * chunk, true);
+        const dk_bits16* stage_x = x_source + first * DK_K_STEP;
+#pragma unroll
+        for (int i = 0; i < X_COPIES; ++i) {
+            const int rows = (i * X_ROW_STEP) % X_ROWS;  // compile-time constants
+            const int p = (i * X_ROW_STEP) / X_ROWS;
+            if (((x_valid >> i) & 1u) && x_p + p < steps) {
+                dk_copy16_async(x_buffer + p * (unsigned int)sizeof(ActivationTile) + rows * DK_K_STEP * 2u,
+                                stage_x + (size_t)rows * k_total + p * DK_K_STEP, true);
+            }
         }
         dk_copy_commit();
     };
     // The scale (low half) and zero point (high half) of this thread's group in each tile, for each step
-    // of stage `index`.
+    // of stage `index`. Rows past N get zeros (their codes are copied as zeros too).
+    const dk_bits16* scale_row = scales + (size_t)(n0 + g) * groups;  // tile j's row: + j * 8 * groups
+    const dk_bits16* zero_row = symmetric ? scale_row : zeros + (size_t)(n0 + g) * groups;
+    unsigned int tile_valid = 0;  // bit j: tile j is in N (N % 8 == 0: a tile is wholly in or wholly out)
+#pragma unroll
+    for (int j = 0; j < DK_NT; ++j) {
+        tile_valid |= (unsigned int)(n0 + 8 * j < n_total) << j;
+    }
     auto load_scales = [&](int index, unsigned int out[SUBSTEPS][DK_NT]) {
 #pragma unroll
         for (int p = 0; p < SUBSTEPS; ++p) {
             const int step = min(step_begin + SUBSTEPS * index + p, step_end - 1);
-            const int group = (step * DK_K_STEP + t * DK_K_THREAD) / group_size;
+            const int group = dk_group_of(step * DK_K_STEP + t * DK_K_THREAD, group_size, group_shift);
 #pragma unroll
             for (int j = 0; j < DK_NT; ++j) {
-                const int n = n0 + 8 * j + g;
-                const bool valid = n0 + 8 * j < n_total;  // N % 8 == 0: a tile is wholly in or wholly out
-                const unsigned int scale = valid ? scales[(size_t)n * groups + group] : 0u;
-                const unsigned int zero = valid && !symmetric ? zeros[(size_t)n * groups + group] : 0u;
+                const bool valid = (tile_valid >> j) & 1u;
+                const unsigned int offset = j * 8 * groups + group;  // 32-bit: one IMAD.WIDE per address
+                const unsigned int scale = valid ? scale_row[offset] : 0u;
+                const unsigned int zero = valid && !symmetric ? zero_row[offset] : 0u;
                 out[p][j] = scale | (zero << 16);
             }
         }
     };
 
+    // acc[mt][j]: SWAP: (features of tile j, tokens of tile mt), j < DK_NT / 2; else (tokens of tile mt,
+    // features of tile j).
     float acc[MT][DK_NT][4];
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
@@ -438,7 +503,8 @@ __device__ __forceinline__ void dk_quant_mma_body(dk_ptr x_ptr, dk_ptr packed_pt
         }
     }
     const DkStepConstants symmetric_constants = dk_step_constants(0, 0, true);
-    // The scales of the current stage and of the next one (loaded a stage ahead).
+    // The scales of the current stage and of the next one (loaded a stage ahead). One group spans the whole
+    // row when groups == 1: its scales are loaded once.
     unsigned int current_scales[SUBSTEPS][DK_NT];
     unsigned int next_scales[SUBSTEPS][DK_NT];
 #pragma unroll
@@ -451,17 +517,25 @@ __device__ __forceinline__ void dk_quant_mma_body(dk_ptr x_ptr, dk_ptr packed_pt
     }
     if (active && stage_count > 0) {
         load_scales(0, current_scales);
+#pragma unroll
+        for (int p = 0; p < SUBSTEPS; ++p) {
+#pragma unroll
+            for (int j = 0; j < DK_NT; ++j) {
+                next_scales[p][j] = current_scales[p][j];
+            }
+        }
     }
+    int buffer = 0;               // the buffer of stage `index`
+    int copy_buffer = STAGES - 1;  // the buffer of stage index + STAGES - 1
     for (int index = 0; index < stage_count; ++index) {
-        const int buffer = index % STAGES;
         dk_copy_wait<STAGES - 2>();  // this stage's group has landed (for this thread's copies)
         __syncthreads();             // ... and everyone's; everyone is also done with the buffer copied next
         if (index + STAGES - 1 < stage_count) {
-            copy_stage((index + STAGES - 1) % STAGES, index + STAGES - 1);
+            copy_stage(copy_buffer, index + STAGES - 1);
         } else {
             dk_copy_commit();
         }
-        if (active && index + 1 < stage_count) {
+        if (active && groups > 1 && index + 1 < stage_count) {
             load_scales(index + 1, next_scales);
         }
 #pragma unroll
@@ -476,6 +550,7 @@ __device__ __forceinline__ void dk_quant_mma_body(dk_ptr x_ptr, dk_ptr packed_pt
             acc[0][0][0] += __uint_as_float(code_tiles[tile][warp * (8 * DK_NT) + g][4 * t] & 0x007fffffu) +
                             __uint_as_float(current_scales[p][0] & 0x007fffffu);
 #else
+            // Codes of rows past N are zeros with zero scales: their products are zeros, so no tile is skipped.
             uint4 codes[DK_NT];
             DkStepConstants constants[DK_NT];
 #pragma unroll
@@ -491,47 +566,84 @@ __device__ __forceinline__ void dk_quant_mma_body(dk_ptr x_ptr, dk_ptr packed_pt
             }
 #pragma unroll
             for (int u = 0; u < DK_K_THREAD / 8; ++u) {
-                // Activations kb + 8u .. kb + 8u + 7 of rows g and g + 8 of each tile: components (x, y) feed mma
-                // step 2u, (z, w) step 2u + 1.
+                // Activations kb + 8u .. kb + 8u + 7 (kb = t * DK_K_THREAD): components (x, y) feed mma step
+                // 2u, (z, w) step 2u + 1.
                 const int chunk = t * (DK_K_THREAD / 8) + u;
-                uint4 a[MT][2];
-#pragma unroll
-                for (int mt = 0; mt < MT; ++mt) {
-#pragma unroll
-                    for (int h = 0; h < 2; ++h) {
-                        const int r = 16 * mt + 8 * h + g;
-                        // eight rows that are all past M are zeros without a shared-memory read (uniform)
-                        a[mt][h] = 16 * mt + 8 * h < x_rows ? *(const uint4*)&x_tiles[tile][r][8 * dk_swizzle(r, chunk)]
-                                                            : make_uint4(0u, 0u, 0u, 0u);
-                    }
-                }
-#pragma unroll
-                for (int j = 0; j < DK_NT; ++j) {
-                    if (n0 + 8 * j >= n_total) {
-                        continue;
-                    }
-                    // b[q] = the (b0, b1) operands of mma step 2u + q.
-                    unsigned int b[2][2];
-#if DK_BITS == 4
-                    unsigned int pairs[4];
-                    dk_dequant_word(dk_component(codes[j], u), constants[j], pairs);
-                    b[0][0] = pairs[0];
-                    b[0][1] = pairs[1];
-                    b[1][0] = pairs[2];
-                    b[1][1] = pairs[3];
-#else
-#pragma unroll
-                    for (int q = 0; q < 2; ++q) {
-                        unsigned int pairs[4];
-                        dk_dequant_word(dk_component(codes[j], 2 * u + q), constants[j], pairs);
-                        b[q][0] = pairs[0];
-                        b[q][1] = pairs[1];
-                    }
-#endif
+                if (SWAP) {
+                    uint4 b[MT];  // token g of each token tile
 #pragma unroll
                     for (int mt = 0; mt < MT; ++mt) {
-                        dk_mma(acc[mt][j], a[mt][0].x, a[mt][1].x, a[mt][0].y, a[mt][1].y, b[0][0], b[0][1]);
-                        dk_mma(acc[mt][j], a[mt][0].z, a[mt][1].z, a[mt][0].w, a[mt][1].w, b[1][0], b[1][1]);
+                        const int r = 8 * mt + g;
+                        // a token tile wholly past M is zeros without a shared-memory read (uniform)
+                        b[mt] = 8 * mt < x_rows ? *(const uint4*)&x_tiles[tile][r][8 * dk_swizzle(r, chunk)]
+                                                : make_uint4(0u, 0u, 0u, 0u);
+                    }
+#pragma unroll
+                    for (int f = 0; f < DK_NT / 2; ++f) {
+                        // lo / hi[q]: the pairs of features g / g + 8 of tile f for mma step 2u + q.
+                        unsigned int lo[2][4], hi[2][4];
+#if DK_BITS == 4
+                        unsigned int lo_pairs[4], hi_pairs[4];
+                        dk_dequant_word(dk_component(codes[2 * f], u), constants[2 * f], lo_pairs);
+                        dk_dequant_word(dk_component(codes[2 * f + 1], u), constants[2 * f + 1], hi_pairs);
+#pragma unroll
+                        for (int q = 0; q < 2; ++q) {
+                            lo[q][0] = lo_pairs[2 * q];
+                            lo[q][1] = lo_pairs[2 * q + 1];
+                            hi[q][0] = hi_pairs[2 * q];
+                            hi[q][1] = hi_pairs[2 * q + 1];
+                        }
+#else
+#pragma unroll
+                        for (int q = 0; q < 2; ++q) {
+                            dk_dequant_word(dk_component(codes[2 * f], 2 * u + q), constants[2 * f], lo[q]);
+                            dk_dequant_word(dk_component(codes[2 * f + 1], 2 * u + q), constants[2 * f + 1], hi[q]);
+                        }
+#endif
+#pragma unroll
+                        for (int mt = 0; mt < MT; ++mt) {
+                            dk_mma(acc[mt][f], lo[0][0], hi[0][0], lo[0][1], hi[0][1], b[mt].x, b[mt].y);
+                            dk_mma(acc[mt][f], lo[1][0], hi[1][0], lo[1][1], hi[1][1], b[mt].z, b[mt].w);
+                        }
+                    }
+                } else {
+                    uint4 a[MT][2];  // rows g and g + 8 of each token tile
+#pragma unroll
+                    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+                        for (int h = 0; h < 2; ++h) {
+                            const int r = 16 * mt + 8 * h + g;
+                            // eight rows that are all past M are zeros without a shared-memory read (uniform)
+                            a[mt][h] = 16 * mt + 8 * h < x_rows
+                                           ? *(const uint4*)&x_tiles[tile][r][8 * dk_swizzle(r, chunk)]
+                                           : make_uint4(0u, 0u, 0u, 0u);
+                        }
+                    }
+#pragma unroll
+                    for (int j = 0; j < DK_NT; ++j) {
+                        // b[q] = the (b0, b1) operands of mma step 2u + q.
+                        unsigned int b[2][2];
+#if DK_BITS == 4
+                        unsigned int pairs[4];
+                        dk_dequant_word(dk_component(codes[j], u), constants[j], pairs);
+                        b[0][0] = pairs[0];
+                        b[0][1] = pairs[1];
+                        b[1][0] = pairs[2];
+                        b[1][1] = pairs[3];
+#else
+#pragma unroll
+                        for (int q = 0; q < 2; ++q) {
+                            unsigned int pairs[4];
+                            dk_dequant_word(dk_component(codes[j], 2 * u + q), constants[j], pairs);
+                            b[q][0] = pairs[0];
+                            b[q][1] = pairs[1];
+                        }
+#endif
+#pragma unroll
+                        for (int mt = 0; mt < MT; ++mt) {
+                            dk_mma(acc[mt][j], a[mt][0].x, a[mt][1].x, a[mt][0].y, a[mt][1].y, b[0][0], b[0][1]);
+                            dk_mma(acc[mt][j], a[mt][0].z, a[mt][1].z, a[mt][0].w, a[mt][1].w, b[1][0], b[1][1]);
+                        }
                     }
                 }
             }
@@ -544,17 +656,41 @@ __device__ __forceinline__ void dk_quant_mma_body(dk_ptr x_ptr, dk_ptr packed_pt
                 current_scales[p][j] = next_scales[p][j];
             }
         }
+        buffer = buffer + 1 == STAGES ? 0 : buffer + 1;
+        copy_buffer = copy_buffer + 1 == STAGES ? 0 : copy_buffer + 1;
     }
     if (!active) {
         return;
     }
 
-    // c0, c1 = (row g, cols 2t, 2t + 1), c2, c3 = (row g + 8, same cols) of each tile.
     const bool direct = gridDim.y == 1;
     dk_bits16* y = (dk_bits16*)y_ptr;
     float* partial = (float*)partial_ptr + (size_t)blockIdx.y * m_total * n_total;
+    if (SWAP) {
+        // c0, c1 = (feature g, tokens 2t, 2t + 1), c2, c3 = (feature g + 8, same tokens) of each tile pair.
 #pragma unroll
-    for (int mt = 0; mt < MT; ++mt) {
+        for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+            for (int f = 0; f < DK_NT / 2; ++f) {
+#pragma unroll
+                for (int c = 0; c < 4; ++c) {
+                    const int row = m0 + 8 * mt + 2 * t + c % 2;
+                    const int col = n0 + 16 * f + 8 * (c / 2) + g;
+                    if (row < m_total && col < n_total) {
+                        if (direct) {
+                            y[(size_t)row * n_total + col] = dk_from_float(acc[mt][f][c]);
+                        } else {
+                            partial[(size_t)row * n_total + col] = acc[mt][f][c];
+                        }
+                    }
+                }
+            }
+        }
+        return;
+    }
+    // c0, c1 = (row g, cols 2t, 2t + 1), c2, c3 = (row g + 8, same cols) of each tile.
+#pragma unroll
+    for (int mt = 0; mt < (SWAP ? 0 : MT); ++mt) {
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
             const int row = m0 + 16 * mt + 8 * h + g;
@@ -582,19 +718,20 @@ __device__ __forceinline__ void dk_quant_mma_body(dk_ptr x_ptr, dk_ptr packed_pt
 
 // The pipeline shape of each kernel (stages, steps per stage, blocks per SM to fit in registers) comes from
 // decodekit.cuda, which also sizes the dynamic shared memory from it.
-#define DK_QUANT_MMA_KERNEL(MT)                                                                                  \
-    extern "C" __global__ void __launch_bounds__(DK_QM_THREADS, DK_QM_MIN_BLOCKS_M##MT)                       \
-        dk_quant_mma_m##MT(dk_ptr x_ptr, dk_ptr packed_ptr, dk_ptr scales_ptr, dk_ptr zeros_ptr, int m_total,    \
-                           int n_total, int k_total, int group_size, int steps_per_split, dk_ptr y_ptr,         \
-                           dk_ptr partial_ptr) {                                                                \
-        dk_quant_mma_body<MT, DK_QM_STAGES_M##MT, DK_QM_SUBSTEPS_M##MT>(x_ptr, packed_ptr, scales_ptr, zeros_ptr, \
-                                                                        m_total, n_total, k_total, group_size,  \
-                                                                        steps_per_split, y_ptr, partial_ptr);   \
+#define DK_QUANT_TC_KERNEL(NAME, MT, SWAP, STAGES, SUBSTEPS, MIN_BLOCKS)                                          \
+    extern "C" __global__ void __launch_bounds__(DK_QM_THREADS, MIN_BLOCKS)                                   \
+        NAME(dk_ptr x_ptr, dk_ptr packed_ptr, dk_ptr scales_ptr, dk_ptr zeros_ptr, int m_total, int n_total,     \
+             int k_total, int group_size, int group_shift, int steps_per_split, dk_ptr y_ptr, dk_ptr partial_ptr) { \
+        dk_quant_mma_body<MT, STAGES, SUBSTEPS, SWAP>(x_ptr, packed_ptr, scales_ptr, zeros_ptr, m_total, n_total,  \
+                                                      k_total, group_size, group_shift, steps_per_split, y_ptr,  \
+                                                      partial_ptr);                                             \
     }
 
-DK_QUANT_MMA_KERNEL(1)
-DK_QUANT_MMA_KERNEL(2)
-DK_QUANT_MMA_KERNEL(4)
+DK_QUANT_TC_KERNEL(dk_quant_mma_m1, 1, false, DK_QM_STAGES_M1, DK_QM_SUBSTEPS_M1, DK_QM_MIN_BLOCKS_M1)
+DK_QUANT_TC_KERNEL(dk_quant_mma_m2, 2, false, DK_QM_STAGES_M2, DK_QM_SUBSTEPS_M2, DK_QM_MIN_BLOCKS_M2)
+DK_QUANT_TC_KERNEL(dk_quant_mma_m4, 4, false, DK_QM_STAGES_M4, DK_QM_SUBSTEPS_M4, DK_QM_MIN_BLOCKS_M4)
+DK_QUANT_TC_KERNEL(dk_quant_swap_n1, 1, true, DK_QM_STAGES_N1, DK_QM_SUBSTEPS_N1, DK_QM_MIN_BLOCKS_N1)
+DK_QUANT_TC_KERNEL(dk_quant_swap_n2, 2, true, DK_QM_STAGES_N2, DK_QM_SUBSTEPS_N2, DK_QM_MIN_BLOCKS_N2)
 
 // y[i] = sum over s of partial[s, i], in split order, rounded once. Grid: ceil(count / 256); block: 256.
 extern "C" __global__ void __launch_bounds__(256)

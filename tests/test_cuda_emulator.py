@@ -32,11 +32,18 @@ LAYOUTS = (
     (4, None, True),
     (4, 128, False),
 )
-# (kernel, M, plan): both kernels, every m-tile plan, direct writes and split-K, pipelines with several
-# steps per stage and a partly empty last stage.
+# (kernel, M, plan): every kernel, every tile plan, direct writes and split-K, pipelines with several
+# steps per stage and a partly empty last stage, several row blocks.
 CASES: tuple[tuple[str, int, dict[str, Any]], ...] = (
     ("generic", 1, {}),
     ("generic", 9, {}),
+    ("swap", 1, {}),
+    ("swap", 8, {"splits": 1}),
+    ("swap", 3, {"m_tiles": 2}),
+    ("swap", 16, {"splits": 3}),
+    ("swap", 20, {}),
+    ("swap", 5, {"pipeline": (3, 2, 3)}),
+    ("swap", 13, {"pipeline": (2, 4, 2), "splits": 3}),
     ("mma", 1, {}),
     ("mma", 7, {"splits": 1}),
     ("mma", 19, {}),
@@ -57,19 +64,22 @@ def rel_error(got: Any, expected: Any) -> float:
 def quant_kernels(
     dtype: Any,
     bits: int,
-    pipeline: tuple[int, int, int] | None,
-    m_tiles: int,
+    kernel: str = "mma",
+    tiles: int = 1,
+    pipeline: tuple[int, int, int] | None = None,
     source: str | None = None,
     **mode: Any,
-) -> tuple[emu.Module, dict[str, Any], Any]:
-    """The emulated quantized-matmul kernels, bound as decodekit.cuda binds CuPy's, and the pipelines."""
-    shapes = dict(dkc.QUANT_PIPELINES)
+) -> tuple[emu.Module, dict[str, Any], dict[str, Any]]:
+    """The emulated quantized-matmul kernels, bound as decodekit.cuda binds CuPy's, and the pipelines
+    (``pipeline`` replaces the one of ``kernel`` with ``tiles`` tiles)."""
+    pipelines = {"pipelines": dict(dkc.QUANT_PIPELINES), "swap_pipelines": dict(dkc.SWAP_PIPELINES)}
     if pipeline is not None:
-        shapes[m_tiles] = pipeline
+        pipelines["swap_pipelines" if kernel == "swap" else "pipelines"][tiles] = pipeline
     if source is None:
-        source = dkc.quant_matmul_source(DTYPE_NAMES[dtype], bits, pipelines=shapes)
+        source = dkc.quant_matmul_source(DTYPE_NAMES[dtype], bits, **pipelines)
     module = emu.Module(source, dkc.QUANT_KERNELS, **mode)
-    return module, dkc._bind_quant_kernels(module, bits, shapes), tuple(sorted(shapes.items()))
+    kernels = dkc._bind_quant_kernels(module, bits, pipelines["pipelines"], pipelines["swap_pipelines"])
+    return module, kernels, pipelines
 
 
 def emulated_quant_matmul(
@@ -78,23 +88,14 @@ def emulated_quant_matmul(
     """``x @ dequant(W).T`` by the emulated kernels, launched by decodekit.cuda's own launch code."""
     m = x.shape[0]
     pipeline = plan.pop("pipeline", None)
-    m_tiles = dkc.mma_plan(m, *qweight.shape, qweight.bits, 1, m_tiles=plan.get("m_tiles"))[0]
-    module, kernels, shapes = quant_kernels(
-        x.dtype, qweight.bits, pipeline, m_tiles, source, late_copies=late_copies, reverse=not late_copies
-    )
+    swap = kernel == "swap"
+    tiles = dkc.mma_plan(m, *qweight.shape, qweight.bits, 1, m_tiles=plan.get("m_tiles"), swap=swap)[0]
+    mode = {"late_copies": late_copies, "reverse": not late_copies}
+    module, kernels, pipelines = quant_kernels(x.dtype, qweight.bits, kernel, tiles, pipeline, source, **mode)
     tensors = [x, qweight.packed, qweight.scales] + ([] if qweight.zeros is None else [qweight.zeros])
     module.register(*tensors)
     y = torch.full((m, qweight.shape[0]), float("nan"), dtype=x.dtype)  # every output must be written
-    dkc._launch_quant(
-        kernels,
-        x,
-        qweight,
-        y,
-        use_mma=kernel == "mma",
-        sm_count=2,
-        shapes=shapes if pipeline else None,
-        **plan,
-    )
+    dkc._launch_quant(kernels, x, qweight, y, variant=kernel, sm_count=2, **pipelines, **plan)
     return y
 
 
@@ -129,42 +130,61 @@ def mutated(source: str, old: str, new: str) -> str:
 
 
 @pytest.mark.parametrize(
-    ("old", "new", "late_copies"),
+    ("kernel", "old", "new", "late_copies"),
     [
         # waiting for one commit group too few: late copies have not landed when the tiles are read
-        ("dk_copy_wait<STAGES - 2>();", "dk_copy_wait<STAGES - 1>();", True),
+        ("mma", "dk_copy_wait<STAGES - 2>();", "dk_copy_wait<STAGES - 1>();", True),
+        ("swap", "dk_copy_wait<STAGES - 2>();", "dk_copy_wait<STAGES - 1>();", True),
+        # no barrier before the next stage's copies: early copies overwrite tiles other warps still read
+        ("swap", "__syncthreads();             // ... and everyone's", "// (no barrier)", False),
         # a fragment register in the wrong place
         (
+            "mma",
             "dk_mma(acc[mt][j], a[mt][0].x, a[mt][1].x, a[mt][0].y, a[mt][1].y, b[0][0], b[0][1]);",
             "dk_mma(acc[mt][j], a[mt][0].x, a[mt][0].y, a[mt][1].x, a[mt][1].y, b[0][0], b[0][1]);",
             True,
         ),
+        (
+            "swap",
+            "dk_mma(acc[mt][f], lo[0][0], hi[0][0], lo[0][1], hi[0][1], b[mt].x, b[mt].y);",
+            "dk_mma(acc[mt][f], lo[0][0], hi[0][0], lo[0][1], hi[0][1], b[mt].y, b[mt].x);",
+            True,
+        ),
         # the nibble masks of the int4 fp16 conversion swapped
-        ("dk_lop3_and_or(word, 0x000f000fu, magic2)", "dk_lop3_and_or(word, 0x00f000f0u, magic2)", True),
+        (
+            "swap",
+            "dk_lop3_and_or(word, 0x000f000fu, magic2)",
+            "dk_lop3_and_or(word, 0x00f000f0u, magic2)",
+            True,
+        ),
     ],
-    ids=["wait-group", "fragment", "nibbles"],
+    ids=["wait-group-mma", "wait-group-swap", "barrier-swap", "fragment-mma", "fragment-swap", "nibbles"],
 )
-def test_the_emulator_catches_broken_kernels(old: str, new: str, late_copies: bool) -> None:
+def test_the_emulator_catches_broken_kernels(kernel: str, old: str, new: str, late_copies: bool) -> None:
     emu.compiler()
     qweight = quantized(torch.float16, 4, 128, True)
     x = torch.randn(3, COLS, generator=torch.Generator().manual_seed(2)).to(torch.float16)
-    source = mutated(dkc.quant_matmul_source("float16", 4), old, new)
-    y = emulated_quant_matmul(x, qweight, "mma", source, late_copies=late_copies, splits=1)
     expected = x.double() @ qweight.dequantize().double().T
-    assert torch.isnan(y).any() or rel_error(y, expected) > 0.1
+    source = dkc.quant_matmul_source("float16", 4)
+    intact = emulated_quant_matmul(x, qweight, kernel, source, late_copies=late_copies, splits=1)
+    assert rel_error(intact, expected) < TOLERANCE[torch.float16]
+    broken = emulated_quant_matmul(
+        x, qweight, kernel, mutated(source, old, new), late_copies=late_copies, splits=1
+    )
+    assert torch.isnan(broken).any() or rel_error(broken, expected) > 0.1
 
 
 def test_the_emulator_refuses_misbehaving_launches() -> None:
     emu.compiler()
     qweight = quantized(torch.float16, 4, 128, True)
     x = torch.randn(3, COLS, generator=torch.Generator().manual_seed(3)).to(torch.float16)
-    module, kernels, _ = quant_kernels(torch.float16, 4, None, 1)
+    module, kernels, _ = quant_kernels(torch.float16, 4)
     module.register(x, qweight.packed, qweight.scales)
     y = torch.empty(3, ROWS, dtype=torch.float16)
     shared = dkc.quant_shared_bytes(4, 1, *dkc.QUANT_PIPELINES[1][:2])
     args = [x, qweight.packed, qweight.scales]
     raw = [np.uint64(t.data_ptr()) for t in args] + [np.uint64(0)]
-    raw += [np.int32(3), np.int32(ROWS), np.int32(COLS), np.int32(128), np.int32(4)]
+    raw += [np.int32(3), np.int32(ROWS), np.int32(COLS), np.int32(128), np.int32(7), np.int32(4)]
     raw += [np.uint64(y.data_ptr()), np.uint64(y.data_ptr())]
     kernel = kernels["dk_quant_mma_m1"]
     grid = (3, 1, 1)
@@ -174,7 +194,7 @@ def test_the_emulator_refuses_misbehaving_launches() -> None:
     module.buffers = [x, qweight.scales]  # the packed codes are not a buffer of the launch
     with pytest.raises(emu.EmulatorError, match="outside every buffer"):
         kernel(grid, (128,), raw, shared_mem=shared)
-    with pytest.raises(emu.EmulatorError, match="takes 11 arguments"):
+    with pytest.raises(emu.EmulatorError, match="takes 12 arguments"):
         kernel(grid, (128,), raw[:-1], shared_mem=shared)
 
     barrier = """

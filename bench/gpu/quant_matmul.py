@@ -5,14 +5,17 @@ Usage (on a machine with a CUDA GPU, torch and CuPy, and decodekit installed fro
     python bench/gpu/quant_matmul.py [--quick] [--json results.json]
 
 1. **Correctness.** For fp16 and bf16 activations, int8 per-channel and with groups of 16, int4 with groups
-   of 32, 64 and 128 and per-channel, symmetric and asymmetric, it compares both kernels (tensor-core and
-   generic) with fp32 `x @ dequant(W).T` at several M (every m-tile plan, several row blocks, split-K and
+   of 32, 64 and 128 and per-channel, symmetric and asymmetric, it compares every kernel (the swap and mma
+   tensor-core kernels, the generic one) with fp32 `x @ dequant(W).T` at several M (every tile plan,
+   several row blocks, split-K and
    direct writes, a weight whose N is not a multiple of 32, a misaligned activation buffer). Inputs are
    fresh random values, never zeros. The relative error must be under 1e-2 for bf16 and 3e-3 for fp16,
    with no NaN.
 2. **Timing.** For N x K in {4096x4096, 4096x14336, 14336x4096, 4096x28672} and M in {1, 4, 16, 64}, it
    times, in the same process:
-   - the kernel (int4 with groups of 128, int8 per-channel), and the generic kernel at M <= 4;
+   - the kernel "auto" picks (int4 with groups of 128, int8 per-channel: the swap kernel up to M = 16);
+     at M <= 16 also the mma kernel (the one "auto" took before the swap kernel), and at M <= 4 the
+     generic kernel;
    - `torch.matmul` in fp16/bf16;
    - `torch._weight_int8pack_mm` and `torch._weight_int4pack_mm`, where the torch build has them.
 
@@ -62,13 +65,17 @@ def rel_error(got: Any, expected: Any) -> float:
 
 
 def check_layout(dtype: Any, bits: int, group_size: int | None, symmetric: bool) -> bool:
-    """Both kernels against fp32 on the dequantized weight, at every plan the dispatcher can take."""
+    """Every kernel against fp32 on the dequantized weight, at every plan the dispatcher can take."""
     rows, cols = 520, 1024  # 520 = 16 warps of 32 features + one warp with a single n8 tile
     weight = torch.randn(rows, cols, device="cuda") * torch.rand(rows, 1, device="cuda")
     qweight = dkq.quantize(weight, bits, group_size, symmetric, scale_dtype=dtype)
     reference = qweight.dequantize()
     ok = True
     cases: list[tuple[str, int, dict[str, Any]]] = [("generic", m, {}) for m in (1, 7, 9, 65)]
+    cases += [("swap", m, {}) for m in (1, 7, 8, 9, 16, 23)]
+    cases += [("swap", 3, {"m_tiles": 2}), ("swap", 5, {"splits": 1}), ("swap", 12, {"splits": 3})]
+    cases += [("swap", 5, {"pipeline": (3, 2, 3)}), ("swap", 13, {"pipeline": (2, 4, 2), "splits": 3})]
+    cases += [("auto", m, {}) for m in (1, 16, 17)]
     cases += [("mma", m, {}) for m in (1, 7, 16, 19, 33, 65, 130)]
     cases += [("mma", 65, {"m_tiles": 1}), ("mma", 65, {"m_tiles": 2}), ("mma", 5, {"splits": 1})]
     cases += [("mma", 5, {"splits": 3}), ("mma", 40, {"splits": 1})]
@@ -212,6 +219,13 @@ def time_shape(
             "dk_int4": graph_ms([lambda q=q, x=x: dkc.quant_matmul(x, q) for q in int4s]),
             "dk_int8": graph_ms([lambda q=q, x=x: dkc.quant_matmul(x, q) for q in int8s]),
         }
+        if m <= 16:  # "auto" takes the swap kernel here; the mma kernel is the one measured before it
+            timings["dk_int4_mma"] = graph_ms(
+                [lambda q=q, x=x: dkc._quant_matmul(x, q, kernel="mma") for q in int4s]
+            )
+            timings["dk_int8_mma"] = graph_ms(
+                [lambda q=q, x=x: dkc._quant_matmul(x, q, kernel="mma") for q in int8s]
+            )
         if m <= 4:
             timings["dk_int4_generic"] = graph_ms(
                 [lambda q=q, x=x: dkc._quant_matmul(x, q, kernel="generic") for q in int4s]
@@ -246,8 +260,13 @@ def time_shape(
     return out
 
 
-#: Pipelines (stages, steps per stage, blocks per SM) tried around decodekit.cuda.QUANT_PIPELINES.
-PIPELINES = {1: ((3, 1, 4), (4, 1, 4), (3, 2, 3), (2, 4, 2)), 4: ((2, 1, 1), (2, 2, 1))}
+#: Pipelines (stages, steps per stage, blocks per SM) tried around decodekit.cuda.QUANT_PIPELINES and
+#: SWAP_PIPELINES, by (kernel, tiles).
+PIPELINES = {
+    ("swap", 1): ((3, 1, 4), (4, 1, 4), (3, 2, 3), (2, 4, 2), (4, 2, 4)),
+    ("swap", 2): ((3, 1, 4), (4, 1, 4), (3, 2, 3), (2, 4, 2)),
+    ("mma", 4): ((2, 1, 1), (2, 2, 1)),
+}
 
 
 def tune(dtype: Any, rows_n: int, cols_k: int) -> list[dict[str, Any]]:
@@ -263,13 +282,14 @@ def tune(dtype: Any, rows_n: int, cols_k: int) -> list[dict[str, Any]]:
         copies = clone_weight(qweight, copies_for(qweight.packed.numel() * 4))
         for m in (1, 16, 64):
             x = torch.randn(m, cols_k, device="cuda", dtype=dtype)
-            tiles, splits, _ = dkc.mma_plan(m, rows_n, cols_k, bits, sm_count)
+            kernel = "swap" if m <= 16 else "mma"  # what "auto" takes
+            tiles, splits, _ = dkc.mma_plan(m, rows_n, cols_k, bits, sm_count, swap=kernel == "swap")
 
-            def timed(x: Any = x, copies: list[Any] = copies, **plan: Any) -> float:
-                return graph_ms([lambda q=q: dkc._quant_matmul(x, q, kernel="mma", **plan) for q in copies])
+            def timed(x: Any = x, copies: list[Any] = copies, kernel: str = kernel, **plan: Any) -> float:
+                return graph_ms([lambda q=q: dkc._quant_matmul(x, q, kernel=kernel, **plan) for q in copies])
 
             results = {f"s{s}": timed(splits=s) for s in sorted({max(1, splits // 2), splits, 2 * splits})}
-            for pipeline in PIPELINES[tiles]:
+            for pipeline in PIPELINES.get((kernel, tiles), ()):
                 name = "p" + "".join(map(str, pipeline))
                 results[name] = timed(pipeline=pipeline)
                 if m == 1:
@@ -280,8 +300,8 @@ def tune(dtype: Any, rows_n: int, cols_k: int) -> list[dict[str, Any]]:
                 (k for k in results if k.startswith(("s", "p")) and "_" not in k), key=results.__getitem__
             )
             print(
-                f"tune int{bits} {rows_n}x{cols_k} M={m} default m{tiles}_s{splits} "
-                f"p{dkc.QUANT_PIPELINES[tiles]}: "
+                f"tune int{bits} {rows_n}x{cols_k} M={m} default {kernel}{tiles}_s{splits} "
+                f"p{(dkc.SWAP_PIPELINES if kernel == 'swap' else dkc.QUANT_PIPELINES)[tiles]}: "
                 + " ".join(f"{k} {v * 1e3:.1f}us" for k, v in results.items())
                 + f" | best {best}"
             )
@@ -292,7 +312,7 @@ def tune(dtype: Any, rows_n: int, cols_k: int) -> list[dict[str, Any]]:
                     "N": rows_n,
                     "K": cols_k,
                     "M": m,
-                    "default": f"m{tiles}_s{splits}",
+                    "default": f"{kernel}{tiles}_s{splits}",
                     "us": results,
                 }
             )

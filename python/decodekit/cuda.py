@@ -42,16 +42,22 @@ def kernel_source(dtype: str, head_dim: int, group: int) -> str:
     return _source("tree_attention", DK_BF16=int(dtype == "bfloat16"), DK_HEAD_DIM=head_dim, DK_GROUP=group)
 
 
-#: The software pipeline of each tensor-core kernel, by m16 tiles per warp: (stages, warp steps per stage,
-#: blocks per SM the register budget is set for). A stage holds the packed codes of 128 rows and the
-#: activation tile of each of its steps in shared memory; stages - 1 of them are in flight.
+#: The software pipeline of each tensor-core ("mma") kernel, by m16 tiles of activation rows per warp:
+#: (stages, warp steps per stage, blocks per SM the register budget is set for). A stage holds the packed
+#: codes of 128 rows and the activation tile of each of its steps in shared memory; stages - 1 of them are
+#: in flight.
 QUANT_PIPELINES: dict[int, tuple[int, int, int]] = {1: (3, 1, 4), 2: (3, 1, 2), 4: (2, 1, 1)}
+#: The same for the "swap" tensor-core kernels (weights as the m16 operand, for small M), by n8 tiles of
+#: activation rows per warp. Not tuned on a GPU yet: the one-tile "mma" kernel's pipeline.
+SWAP_PIPELINES: dict[int, tuple[int, int, int]] = {1: (3, 1, 4), 2: (3, 1, 4)}
 
 
-def quant_shared_bytes(bits: int, m_tiles: int, stages: int, substeps: int) -> int:
-    """Dynamic shared memory of the tensor-core kernel with ``m_tiles`` m16 tiles and this pipeline."""
+def quant_shared_bytes(bits: int, m_tiles: int, stages: int, substeps: int, *, swap: bool = False) -> int:
+    """Dynamic shared memory of the tensor-core kernel with ``m_tiles`` activation tiles (m16 tiles, or
+    n8 tiles with ``swap``) and this pipeline."""
     k_step = 512 // bits
-    return stages * substeps * (128 * 64 + 16 * m_tiles * k_step * 2)
+    rows = (8 if swap else 16) * m_tiles
+    return stages * substeps * (128 * 64 + rows * k_step * 2)
 
 
 def quant_matmul_source(
@@ -60,9 +66,11 @@ def quant_matmul_source(
     *,
     probe: str | None = None,
     pipelines: dict[int, tuple[int, int, int]] | None = None,
+    swap_pipelines: dict[int, tuple[int, int, int]] | None = None,
 ) -> str:
     """The quantized-matmul source for ``dtype`` (``"float16"`` or ``"bfloat16"``) and ``bits`` (4 or 8),
-    with the tensor-core kernels' ``pipelines`` (default :data:`QUANT_PIPELINES`). ``probe`` builds a
+    with the tensor-core kernels' ``pipelines`` (default :data:`QUANT_PIPELINES`) and ``swap_pipelines``
+    (default :data:`SWAP_PIPELINES`). ``probe`` builds a
     measurement variant whose results are meaningless: ``"copy"`` without the arithmetic (the memory
     pipeline alone), ``"copy_tiled"`` the same reading each stage's codes as one contiguous run, ``"math"``
     without copying the codes (the arithmetic on whatever shared memory holds)."""
@@ -77,6 +85,10 @@ def quant_matmul_source(
         shapes[f"DK_QM_STAGES_M{m_tiles}"] = stages
         shapes[f"DK_QM_SUBSTEPS_M{m_tiles}"] = substeps
         shapes[f"DK_QM_MIN_BLOCKS_M{m_tiles}"] = min_blocks
+    for n_tiles, (stages, substeps, min_blocks) in (swap_pipelines or SWAP_PIPELINES).items():
+        shapes[f"DK_QM_STAGES_N{n_tiles}"] = stages
+        shapes[f"DK_QM_SUBSTEPS_N{n_tiles}"] = substeps
+        shapes[f"DK_QM_MIN_BLOCKS_N{n_tiles}"] = min_blocks
     return _source(
         "quant_matmul",
         DK_BF16=int(dtype == "bfloat16"),
@@ -350,6 +362,8 @@ QUANT_KERNELS: tuple[str, ...] = (
     "dk_quant_mma_m1",
     "dk_quant_mma_m2",
     "dk_quant_mma_m4",
+    "dk_quant_swap_n1",
+    "dk_quant_swap_n2",
     "dk_quant_reduce",
 )
 
@@ -360,31 +374,52 @@ def _quant_kernels(
     bits: int,
     device: int,
     probe: str | None = None,
-    pipelines: tuple[tuple[int, tuple[int, int, int]], ...] | None = None,
+    pipelines: tuple[tuple[int, tuple[int, ...]], ...] | None = None,
+    swap_pipelines: tuple[tuple[int, tuple[int, ...]], ...] | None = None,
 ) -> dict[str, Any]:
     """The quantized-matmul kernels of one configuration on one device (built once, then cached), with
     the tensor-core kernels allowed the dynamic shared memory of their pipelines."""
     cupy = _cupy()
-    shapes = dict(pipelines) if pipelines is not None else QUANT_PIPELINES
-    source = quant_matmul_source(dtype, bits, probe=probe, pipelines=shapes)
+    mma = _pipeline_dict(pipelines, QUANT_PIPELINES)
+    swap = _pipeline_dict(swap_pipelines, SWAP_PIPELINES)
+    source = quant_matmul_source(dtype, bits, probe=probe, pipelines=mma, swap_pipelines=swap)
     try:
         with cupy.cuda.Device(device):
-            return _bind_quant_kernels(cupy.RawModule(code=source, options=KERNEL_OPTIONS), bits, shapes)
+            module = cupy.RawModule(code=source, options=KERNEL_OPTIONS)
+            return _bind_quant_kernels(module, bits, mma, swap)
     except Exception as error:  # CuPy raises CompileException, CUDADriverError, ... with the log
         raise _core.KernelUnavailableError(
             f"the quantized-matmul kernel ({dtype}, {bits}-bit) failed to build: {error}"
         ) from error
 
 
-def _bind_quant_kernels(module: Any, bits: int, shapes: dict[int, tuple[int, int, int]]) -> dict[str, Any]:
+def _pipeline_dict(
+    pipelines: tuple[tuple[int, tuple[int, ...]], ...] | None, default: dict[int, tuple[int, int, int]]
+) -> dict[int, tuple[int, int, int]]:
+    """A hashable pipeline override (sorted ``(tiles, pipeline)`` pairs) as a full pipeline dict."""
+    return {**default, **{tiles: (p[0], p[1], p[2]) for tiles, p in pipelines or ()}}
+
+
+def _bind_quant_kernels(
+    module: Any,
+    bits: int,
+    pipelines: dict[int, tuple[int, int, int]],
+    swap_pipelines: dict[int, tuple[int, int, int]],
+) -> dict[str, Any]:
     """The functions of a built quantized-matmul module (a ``cupy.RawModule``, or the CPU emulator's
     stand-in in the tests), the tensor-core ones allowed the dynamic shared memory of their pipelines."""
     kernels = {name: module.get_function(name) for name in QUANT_KERNELS}
-    for m_tiles, (stages, substeps, _) in shapes.items():
-        kernels[f"dk_quant_mma_m{m_tiles}"].max_dynamic_shared_size_bytes = quant_shared_bytes(
-            bits, m_tiles, stages, substeps
-        )
+    for swap, shapes in ((False, pipelines), (True, swap_pipelines)):
+        for tiles, (stages, substeps, _) in shapes.items():
+            kernels[_tc_kernel(swap, tiles)].max_dynamic_shared_size_bytes = quant_shared_bytes(
+                bits, tiles, stages, substeps, swap=swap
+            )
     return kernels
+
+
+def _tc_kernel(swap: bool, tiles: int) -> str:
+    """The tensor-core kernel with ``tiles`` activation tiles (n8 tiles when ``swap``, else m16)."""
+    return f"dk_quant_swap_n{tiles}" if swap else f"dk_quant_mma_m{tiles}"
 
 
 #: Output features per block and activation rows per block slice of the generic (CUDA-core) kernel.
@@ -393,10 +428,15 @@ _QM_M_TILE = 8
 #: Output features per warp of the tensor-core kernel, and the m16 tiles per warp it is built for.
 _MMA_FEATURES_PER_WARP = 32
 _MMA_M_TILES = (1, 2, 4)
+#: n8 tiles of activation rows per warp the swap kernels are built for, and the most rows "auto" gives them.
+_SWAP_N_TILES = (1, 2)
+_SWAP_MAX_ROWS = 16
 #: Warps per multiprocessor the split-K plan aims for, by m16 tiles per warp (tuned on an H200 with
 #: bench/gpu/quant_matmul.py: one full wave of the one-tile kernel, two for int8, whose steps are half as
 #: long; fewer, longer splits at four tiles, where the fp32 partials grow with M).
 _MMA_TARGET_WARPS = {1: 16, 2: 12, 4: 8}
+#: The same for the swap kernels (not tuned on a GPU yet: the one-tile mma kernel's target).
+_SWAP_TARGET_WARPS = {1: 16, 2: 16}
 
 
 def mma_supported(rows: int, cols: int, bits: int, group_size: int) -> bool:
@@ -407,27 +447,38 @@ def mma_supported(rows: int, cols: int, bits: int, group_size: int) -> bool:
 
 
 def mma_plan(
-    m: int, n: int, k: int, bits: int, sm_count: int, *, m_tiles: int | None = None, splits: int | None = None
+    m: int,
+    n: int,
+    k: int,
+    bits: int,
+    sm_count: int,
+    *,
+    m_tiles: int | None = None,
+    splits: int | None = None,
+    swap: bool = False,
 ) -> tuple[int, int, int]:
     """``(m_tiles, splits, steps_per_split)`` of the tensor-core kernel for ``x [m, k] @ W[n, k].T``.
 
-    A warp owns 32 output features, ``16 * m_tiles`` activation rows and ``steps_per_split`` steps of
-    ``512 / bits`` input columns. ``m_tiles`` defaults to the fewest tiles (1, 2, 4) that cover ``m`` (4
-    beyond 64 rows, with more row blocks); ``splits`` (split-K) defaults to enough warps to keep every
-    multiprocessor busy. Every split gets at least one step.
+    A warp owns 32 output features, ``16 * m_tiles`` activation rows (``8 * m_tiles`` for the ``swap``
+    kernels) and ``steps_per_split`` steps of ``512 / bits`` input columns. ``m_tiles`` defaults to the
+    fewest tiles (1, 2, 4; swap: 1, 2) that cover ``m`` (the most beyond that, with more row blocks);
+    ``splits`` (split-K) defaults to enough warps to keep every multiprocessor busy. Every split gets at
+    least one step.
     """
+    tile_rows, choices = (8, _SWAP_N_TILES) if swap else (16, _MMA_M_TILES)
     if m_tiles is None:
-        m_tiles = next((t for t in _MMA_M_TILES if m <= 16 * t), _MMA_M_TILES[-1])
-    if m_tiles not in _MMA_M_TILES:
-        raise _core.InvalidInputError(f"m_tiles must be one of {_MMA_M_TILES}, got {m_tiles}")
+        m_tiles = next((t for t in choices if m <= tile_rows * t), choices[-1])
+    if m_tiles not in choices:
+        raise _core.InvalidInputError(f"m_tiles must be one of {choices}, got {m_tiles}")
     if bits not in (4, 8):
         raise _core.InvalidInputError(f"bits must be 4 or 8, got {bits}")
     steps = k // (512 // bits)
     if steps == 0:
         raise _core.InvalidInputError(f"K = {k} is shorter than one {512 // bits}-column step")
     if splits is None:
-        warps = -(-n // _MMA_FEATURES_PER_WARP) * -(-m // (16 * m_tiles))
-        target = _MMA_TARGET_WARPS[m_tiles] * (2 if bits == 8 and m_tiles == 1 else 1)
+        warps = -(-n // _MMA_FEATURES_PER_WARP) * -(-m // (tile_rows * m_tiles))
+        target = (_SWAP_TARGET_WARPS if swap else _MMA_TARGET_WARPS)[m_tiles]
+        target *= 2 if bits == 8 and m_tiles == 1 else 1
         splits = -(-target * sm_count // warps)
     splits = max(1, min(int(splits), steps))
     per_split = -(-steps // splits)
@@ -459,13 +510,15 @@ def _quant_matmul(
     pipeline: tuple[int, int, int] | None = None,
 ) -> Any:
     """:func:`quant_matmul` with the kernel choice open (for tests and benchmarks): ``kernel`` is
-    ``"auto"``, ``"mma"`` (the tensor-core kernel, with :func:`mma_plan`'s ``m_tiles`` and ``splits``) or
-    ``"generic"`` (the CUDA-core kernel); ``probe`` runs a measurement variant of the tensor-core kernel
-    (see :func:`quant_matmul_source`; the result is meaningless); ``pipeline`` replaces the chosen
-    kernel's :data:`QUANT_PIPELINES` entry."""
+    ``"auto"``, ``"swap"`` (the tensor-core kernel with the weights as the m16 operand, ``"auto"``'s
+    choice up to 16 rows), ``"mma"`` (the tensor-core kernel with the activations as the m16 operand,
+    ``"auto"``'s choice beyond) or ``"generic"`` (the CUDA-core kernel). ``m_tiles`` and ``splits`` go to
+    :func:`mma_plan`; ``probe`` runs a measurement variant of the tensor-core kernel (see
+    :func:`quant_matmul_source`; the result is meaningless); ``pipeline`` replaces the chosen kernel's
+    :data:`QUANT_PIPELINES` or :data:`SWAP_PIPELINES` entry."""
     torch = _torch()
-    if kernel not in ("auto", "mma", "generic"):
-        raise _core.InvalidInputError(f"kernel must be 'auto', 'mma' or 'generic', got {kernel!r}")
+    if kernel not in ("auto", "swap", "mma", "generic"):
+        raise _core.InvalidInputError(f"kernel must be 'auto', 'swap', 'mma' or 'generic', got {kernel!r}")
     if not isinstance(x, torch.Tensor) or x.dim() < 1:
         raise _core.InvalidInputError(f"x must be a torch tensor [..., K], got {type(x).__name__}")
     rows, cols = qweight.shape
@@ -503,27 +556,28 @@ def _quant_matmul(
     y = torch.empty((m_total, rows), dtype=x.dtype, device=x.device)
     if m_total == 0:
         return y.reshape(*x.shape[:-1], rows)
-    use_mma = (
+    tensor_cores = (
         mma_supported(rows, cols, qweight.bits, qweight.group_size) and qweight.packed.data_ptr() % 16 == 0
     )
-    if kernel == "mma" and not use_mma:
+    if kernel in ("swap", "mma") and not tensor_cores:
         raise _core.InvalidInputError(
             f"the tensor-core kernel does not take this weight ([{rows}, {cols}], {qweight.bits}-bit, "
             f"group_size {qweight.group_size}): it needs N % 8 == 0, K % {512 // qweight.bits} == 0, "
             f"group_size % {128 // qweight.bits} == 0 and 16-byte aligned packed data"
         )
-    use_mma = use_mma and kernel != "generic"
-    row_blocks = -(-m_total // (_QM_M_TILE if not use_mma else 16 * _MMA_M_TILES[-1]))
-    if row_blocks > 65535:  # the grid's y (generic) or z (tensor-core) dimension
+    variant = _quant_variant(kernel, tensor_cores, m_total)
+    block_rows = {"generic": _QM_M_TILE, "mma": 16 * _MMA_M_TILES[-1], "swap": 8 * _SWAP_N_TILES[-1]}[variant]
+    if -(-m_total // block_rows) > 65535:  # the grid's y (generic) or z (tensor-core) dimension
         raise _core.InvalidInputError(f"x has {m_total} rows, more than one launch takes; split it")
-    if use_mma and flat.data_ptr() % 16 != 0:
+    if variant != "generic" and flat.data_ptr() % 16 != 0:
         flat = flat.clone()  # the kernel reads activations 16 bytes at a time
     dtype = "bfloat16" if x.dtype == torch.bfloat16 else "float16"
-    shapes = None
-    if pipeline is not None:
-        chosen = mma_plan(m_total, rows, cols, qweight.bits, 1, m_tiles=m_tiles, splits=1)[0]
-        shapes = tuple(sorted({**QUANT_PIPELINES, chosen: tuple(pipeline)}.items()))
-    kernels = _quant_kernels(dtype, qweight.bits, x.device.index, probe, shapes)
+    overrides: dict[str, Any] = {"pipelines": None, "swap_pipelines": None}
+    if pipeline is not None and variant != "generic":
+        swap = variant == "swap"
+        chosen = mma_plan(m_total, rows, cols, qweight.bits, 1, m_tiles=m_tiles, splits=1, swap=swap)[0]
+        overrides["swap_pipelines" if swap else "pipelines"] = ((chosen, tuple(pipeline)),)
+    kernels = _quant_kernels(dtype, qweight.bits, x.device.index, probe, **overrides)
     cupy = _cupy()
     stream = torch.cuda.current_stream(x.device)
     with cupy.cuda.Device(x.device.index), _external_stream(cupy, stream):
@@ -532,13 +586,29 @@ def _quant_matmul(
             flat,
             qweight,
             y,
-            use_mma=use_mma,
-            sm_count=_sm_count(torch, x.device.index) if use_mma else 1,
+            variant=variant,
+            sm_count=_sm_count(torch, x.device.index) if variant != "generic" else 1,
             m_tiles=m_tiles,
             splits=splits,
-            shapes=shapes,
+            pipelines=_pipeline_dict(overrides["pipelines"], QUANT_PIPELINES),
+            swap_pipelines=_pipeline_dict(overrides["swap_pipelines"], SWAP_PIPELINES),
         )
     return y.reshape(*x.shape[:-1], rows)
+
+
+def _quant_variant(kernel: str, tensor_cores: bool, m_total: int) -> str:
+    """The kernel that runs: ``kernel`` unless it is ``"auto"``, then the swap tensor-core kernel up to
+    16 rows, the mma one beyond, and the generic kernel where the tensor-core kernels do not apply."""
+    if kernel != "auto":
+        return kernel
+    if not tensor_cores:
+        return "generic"
+    return "swap" if m_total <= _SWAP_MAX_ROWS else "mma"
+
+
+def _group_shift(group_size: int) -> int:
+    """log2 of the group size when it is a power of two (the kernels shift instead of dividing), else -1."""
+    return group_size.bit_length() - 1 if group_size & (group_size - 1) == 0 else -1
 
 
 def _launch_quant(
@@ -547,16 +617,17 @@ def _launch_quant(
     qweight: Any,
     y: Any,
     *,
-    use_mma: bool,
+    variant: str,
     sm_count: int,
     m_tiles: int | None = None,
     splits: int | None = None,
-    shapes: tuple[tuple[int, tuple[int, ...]], ...] | None = None,
+    pipelines: dict[int, tuple[int, int, int]] | None = None,
+    swap_pipelines: dict[int, tuple[int, int, int]] | None = None,
 ) -> None:
     """Launch the quantized matmul ``y [M, N] = flat [M, K] @ dequant(W).T`` on checked, contiguous tensors
-    (CUDA tensors on the current stream; CPU tensors with the emulator's kernels in the tests): the
-    tensor-core kernel (with :func:`mma_plan`'s split-K and the reduction) when ``use_mma``, else the
-    generic kernel."""
+    (CUDA tensors on the current stream; CPU tensors with the emulator's kernels in the tests) with the
+    ``variant`` kernel (``"generic"``, ``"mma"`` or ``"swap"``; the tensor-core ones with
+    :func:`mma_plan`'s split-K and the reduction) and the pipelines it was built with."""
     torch = _torch()
     numpy = importlib.import_module("numpy")
     pointer, i32 = numpy.uint64, numpy.int32
@@ -573,17 +644,20 @@ def _launch_quant(
         i32(cols),
         i32(qweight.group_size),
     )
-    if not use_mma:
+    if variant == "generic":
         kernels["dk_quant_matmul"](
             (-(-rows // _QM_WARPS), -(-m_total // _QM_M_TILE)),
             (_QM_WARPS * 32,),
             (*weight_args, pointer(y.data_ptr())),
         )
         return
+    if variant not in ("mma", "swap"):
+        raise _core.InvalidInputError(f"variant must be 'generic', 'mma' or 'swap', got {variant!r}")
+    swap = variant == "swap"
     if m_total * rows >= 2**31:
         splits = 1  # the reduction indexes partials with 32-bit ints; such an M fills the GPU anyway
-    m_tiles, num_splits, per_split = mma_plan(
-        m_total, rows, cols, qweight.bits, sm_count, m_tiles=m_tiles, splits=splits
+    tiles, num_splits, per_split = mma_plan(
+        m_total, rows, cols, qweight.bits, sm_count, m_tiles=m_tiles, splits=splits, swap=swap
     )
     partial = (
         y
@@ -593,14 +667,21 @@ def _launch_quant(
     grid = (
         -(-rows // (_MMA_FEATURES_PER_WARP * _QM_WARPS)),
         num_splits,
-        -(-m_total // (16 * m_tiles)),
+        -(-m_total // ((8 if swap else 16) * tiles)),
     )
-    stages, substeps, _ = dict(shapes or ()).get(m_tiles, QUANT_PIPELINES[m_tiles])
-    kernels[f"dk_quant_mma_m{m_tiles}"](
+    shapes = (swap_pipelines or SWAP_PIPELINES) if swap else (pipelines or QUANT_PIPELINES)
+    stages, substeps, _ = shapes[tiles]
+    kernels[_tc_kernel(swap, tiles)](
         grid,
         (_QM_WARPS * 32,),
-        (*weight_args, i32(per_split), pointer(y.data_ptr()), pointer(partial.data_ptr())),
-        shared_mem=quant_shared_bytes(qweight.bits, m_tiles, stages, substeps),
+        (
+            *weight_args,
+            i32(_group_shift(qweight.group_size)),
+            i32(per_split),
+            pointer(y.data_ptr()),
+            pointer(partial.data_ptr()),
+        ),
+        shared_mem=quant_shared_bytes(qweight.bits, tiles, stages, substeps, swap=swap),
     )
     if num_splits > 1:
         count = m_total * rows

@@ -83,6 +83,7 @@ def _build(text: str) -> Path:
         "-shared",
         "-fPIC",
         "-fno-strict-aliasing",
+        "-U_FORTIFY_SOURCE",  # the fibers switch stacks with _longjmp, which fortified builds refuse
         "-Wno-unknown-pragmas",
         "-o",
         str(partial),

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <math.h>
+#include <setjmp.h>
 #include <ucontext.h>
 
 #include <algorithm>
@@ -98,7 +99,9 @@ struct Copy {
 };
 
 struct Fiber {
-    ucontext_t context;
+    ucontext_t context;  // where the fiber starts (entered once with setcontext)
+    jmp_buf resume;      // where it yielded (later switches are _setjmp / _longjmp: no signal-mask syscall)
+    bool started = false;
     std::vector<char> stack;
     bool done = false;
     dk_emu_dim3 index{};
@@ -112,10 +115,12 @@ struct WarpExchange {
     unsigned long long generation = 0;
     const char* operation = nullptr;
     std::array<std::array<unsigned int, 12>, 32> values{};
+    unsigned long long computed = ~0ull;  // the generation whose mma results are in `results`
+    std::array<std::array<float, 4>, 32> results{};
 };
 
 struct Launch {
-    ucontext_t scheduler;
+    jmp_buf scheduler;
     std::vector<Fiber> fibers;
     std::vector<WarpExchange> warps;
     int current = -1;
@@ -146,7 +151,11 @@ inline int linear_thread() {
 
 // Back to the scheduler; it resumes this fiber later with its built-ins restored. A failed launch never
 // resumes it.
-inline void yield() { swapcontext(&self().context, &launch_state->scheduler); }
+inline void yield() {
+    if (_setjmp(self().resume) == 0) {
+        _longjmp(launch_state->scheduler, 1);
+    }
+}
 
 [[noreturn]] inline void fail(const std::string& message) {
     Launch& s = *launch_state;
@@ -313,7 +322,7 @@ inline unsigned short element_from_double(double value) {
 
 // ---- launching ----
 
-inline void fiber_entry() {
+[[noreturn]] inline void fiber_entry() {
     Launch& s = *launch_state;
     s.body(s.body_argument);
     Fiber& f = self();
@@ -331,6 +340,7 @@ inline void fiber_entry() {
     if (warp.arrived > 0) {
         fail(std::string("a thread exited while its warp waits at ") + warp.operation);
     }
+    _longjmp(s.scheduler, 1);  // the fiber's stack is dropped; it is set up afresh for the next block
 }
 
 // Runs every thread of the current block to completion; false (with s.error) on a failure or deadlock.
@@ -342,10 +352,11 @@ inline bool run_block(Launch& s, dk_emu_dim3 block) {
         f.index = {(unsigned int)i % block.x, (unsigned int)i / block.x % block.y, (unsigned int)i / (block.x * block.y)};
         f.pending.clear();
         f.committed.clear();
+        f.started = false;
         getcontext(&f.context);
         f.context.uc_stack.ss_sp = f.stack.data();
         f.context.uc_stack.ss_size = f.stack.size();
-        f.context.uc_link = &s.scheduler;
+        f.context.uc_link = nullptr;  // fiber_entry never returns
         makecontext(&f.context, fiber_entry, 0);
     }
     for (WarpExchange& warp : s.warps) {
@@ -363,7 +374,14 @@ inline bool run_block(Launch& s, dk_emu_dim3 block) {
             }
             s.current = i;
             threadIdx = s.fibers[i].index;
-            swapcontext(&s.scheduler, &s.fibers[i].context);
+            Fiber& f = s.fibers[i];
+            if (_setjmp(s.scheduler) == 0) {  // back here when the fiber yields or finishes
+                if (!f.started) {
+                    f.started = true;
+                    setcontext(&f.context);
+                }
+                _longjmp(f.resume, 1);
+            }
         }
         if (!s.failed && s.live > 0 && s.progress == before) {
             s.failed = true;
@@ -532,37 +550,54 @@ inline unsigned int dk_pack_bf16x2(float high, float low) {
 // (lower half of each register = lower k). The products are summed in double and rounded to fp32 once.
 inline void dk_mma(float c[4], unsigned int a0, unsigned int a1, unsigned int a2, unsigned int a3, unsigned int b0,
                    unsigned int b1) {
-    const unsigned int mine[6] = {a0, a1, a2, a3, b0, b1};
-    dk_emu::WarpExchange& warp = dk_emu::warp_arrive("mma", mine, 6);
-    float a[16][16], b[16][8];
-    for (int lane = 0; lane < 32; ++lane) {
-        const int g = lane / 4, t = lane % 4;
-        const auto& v = warp.values[lane];
-        for (int half = 0; half < 2; ++half) {
-            const int k = 2 * t + half;
-            auto element = [&](unsigned int word) { return dk_emu::element_to_float((unsigned short)(word >> (16 * half))); };
-            a[g][k] = element(v[0]);
-            a[g + 8][k] = element(v[1]);
-            a[g][k + 8] = element(v[2]);
-            a[g + 8][k + 8] = element(v[3]);
-            b[k][g] = element(v[4]);
-            b[k + 8][g] = element(v[5]);
+    unsigned int mine[10] = {a0, a1, a2, a3, b0, b1};
+    std::memcpy(mine + 6, c, 16);
+    dk_emu::WarpExchange& warp = dk_emu::warp_arrive("mma", mine, 10);
+    if (warp.computed != warp.generation) {  // the first lane past the barrier computes every lane's D
+        float a[16][16], b[16][8], acc[16][8];
+        for (int lane = 0; lane < 32; ++lane) {
+            const int g = lane / 4, t = lane % 4;
+            const auto& v = warp.values[lane];
+            for (int half = 0; half < 2; ++half) {
+                const int k = 2 * t + half;
+                auto element = [&](unsigned int word) {
+                    return dk_emu::element_to_float((unsigned short)(word >> (16 * half)));
+                };
+                a[g][k] = element(v[0]);
+                a[g + 8][k] = element(v[1]);
+                a[g][k + 8] = element(v[2]);
+                a[g + 8][k + 8] = element(v[3]);
+                b[k][g] = element(v[4]);
+                b[k + 8][g] = element(v[5]);
+            }
+            for (int i = 0; i < 4; ++i) {
+                std::memcpy(&acc[g + 8 * (i / 2)][2 * t + i % 2], &v[6 + i], 4);
+            }
         }
-    }
-    const int lane = dk_emu::linear_thread() % 32;
-    const int g = lane / 4, t = lane % 4;
-    for (int i = 0; i < 4; ++i) {
-        const int row = g + 8 * (i / 2), col = 2 * t + i % 2;
-        double sum = c[i];
-        for (int k = 0; k < 16; ++k) {
-            sum += (double)a[row][k] * (double)b[k][col];
+        for (int lane = 0; lane < 32; ++lane) {
+            const int g = lane / 4, t = lane % 4;
+            for (int i = 0; i < 4; ++i) {
+                const int row = g + 8 * (i / 2), col = 2 * t + i % 2;
+                double sum = acc[row][col];
+                for (int k = 0; k < 16; ++k) {
+                    sum += (double)a[row][k] * (double)b[k][col];
+                }
+                warp.results[lane][i] = (float)sum;
+            }
         }
-        c[i] = (float)sum;
+        warp.computed = warp.generation;
     }
+    std::memcpy(c, warp.results[dk_emu::linear_thread() % 32].data(), 16);
     dk_emu::warp_leave("mma");
 }
 
-inline void dk_copy16_async(void* shared, const void* global, bool valid) { dk_emu::copy_async(shared, global, 16, valid); }
+// Shared-memory addresses are offsets into the dynamic shared memory (the only memory cp.async targets).
+inline unsigned int dk_shared_address(const void* p) {
+    return (unsigned int)((const unsigned char*)p - dk_emu::shared_memory);
+}
+inline void dk_copy16_async(unsigned int shared, const void* global, bool valid) {
+    dk_emu::copy_async(dk_emu::shared_memory + shared, global, 16, valid);
+}
 inline void dk_copy_commit() { dk_emu::copy_commit(); }
 template <int PENDING>
 inline void dk_copy_wait() {
