@@ -267,18 +267,17 @@ __device__ __forceinline__ DkStepConstants dk_step_constants(dk_bits16 scale, dk
     return c;
 }
 
-// The weight pairs of one packed word as fp16/bf16 pairs. int4: pair i holds columns 2i, 2i+1 of the word
-// (nibble order v0 v2 v4 v6 v1 v3 v5 v7: for fp16 the masks 0x000f000f and 0x00f000f0 pick (v0, v1) and
-// 16 (v2, v3), and the same after a shift by 8 pick (v4, v5) and 16 (v6, v7)). int8: pairs 0 and 1 hold
-// columns 0..3.
-__device__ __forceinline__ void dk_dequant_word(unsigned int word, const DkStepConstants& c, unsigned int pairs[4]) {
+// The (code - zero) pairs of one packed word as fp16/bf16 pairs, exact (small integers). int4: pair i holds
+// columns 2i, 2i+1 of the word (nibble order v0 v2 v4 v6 v1 v3 v5 v7: for fp16 the masks 0x000f000f and
+// 0x00f000f0 pick (v0, v1) and 16 (v2, v3), and the same after a shift by 8 pick (v4, v5) and 16 (v6, v7)).
+// int8: pairs 0 and 1 hold columns 0..3 (pairs 2 and 3 are zeros).
+__device__ __forceinline__ void dk_unscaled_word(unsigned int word, const DkStepConstants& c, unsigned int pairs[4]) {
 #if DK_BITS == 4 && DK_BF16
     // bf16 has 7 mantissa bits: a code shifted by 4 would reach the exponent, so each pair is shifted down.
     const unsigned int magic2 = DK_MAGIC_HALF | (DK_MAGIC_HALF << 16);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-        pairs[i] = dk_fma2(dk_fma2(dk_lop3_and_or(word >> (4 * i), 0x000f000fu, magic2), DK_ONE2, c.low_bias2), c.scale2,
-                           DK_NEG_ZERO2);
+        pairs[i] = dk_fma2(dk_lop3_and_or(word >> (4 * i), 0x000f000fu, magic2), DK_ONE2, c.low_bias2);
     }
 #elif DK_BITS == 4
     const unsigned int magic2 = DK_MAGIC_HALF | (DK_MAGIC_HALF << 16);
@@ -287,9 +286,8 @@ __device__ __forceinline__ void dk_dequant_word(unsigned int word, const DkStepC
     const unsigned int high[2] = {dk_lop3_and_or(word, 0x00f000f0u, magic2), dk_lop3_and_or(shifted, 0x00f000f0u, magic2)};
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
-        // exact integers code - zero, then one rounding when scaled
-        pairs[2 * i] = dk_fma2(dk_fma2(low[i], DK_ONE2, c.low_bias2), c.scale2, DK_NEG_ZERO2);
-        pairs[2 * i + 1] = dk_fma2(dk_fma2(high[i], DK_SIXTEENTH2, c.high_bias2), c.scale2, DK_NEG_ZERO2);
+        pairs[2 * i] = dk_fma2(low[i], DK_ONE2, c.low_bias2);
+        pairs[2 * i + 1] = dk_fma2(high[i], DK_SIXTEENTH2, c.high_bias2);
     }
 #elif DK_BF16
     // 128 + c is not exact in bf16 for c >= 128: convert through fp32 (2^23 + c), where it is.
@@ -300,14 +298,23 @@ __device__ __forceinline__ void dk_dequant_word(unsigned int word, const DkStepC
     }
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
-        pairs[i] = dk_fma2(dk_pack_bf16x2(f[2 * i + 1], f[2 * i]), c.scale2, DK_NEG_ZERO2);
+        pairs[i] = dk_pack_bf16x2(f[2 * i + 1], f[2 * i]);
     }
     pairs[2] = pairs[3] = 0u;
 #else
-    pairs[0] = dk_fma2(dk_fma2(dk_prmt(word, 0x64646464u, 0x4140u), DK_ONE2, c.low_bias2), c.scale2, DK_NEG_ZERO2);
-    pairs[1] = dk_fma2(dk_fma2(dk_prmt(word, 0x64646464u, 0x4342u), DK_ONE2, c.low_bias2), c.scale2, DK_NEG_ZERO2);
+    pairs[0] = dk_fma2(dk_prmt(word, 0x64646464u, 0x4140u), DK_ONE2, c.low_bias2);
+    pairs[1] = dk_fma2(dk_prmt(word, 0x64646464u, 0x4342u), DK_ONE2, c.low_bias2);
     pairs[2] = pairs[3] = 0u;
 #endif
+}
+
+// The weight pairs of one packed word, (code - zero) * scale, rounded once (layout as dk_unscaled_word).
+__device__ __forceinline__ void dk_dequant_word(unsigned int word, const DkStepConstants& c, unsigned int pairs[4]) {
+    dk_unscaled_word(word, c, pairs);
+#pragma unroll
+    for (int i = 0; i < (DK_BITS == 4 ? 4 : 2); ++i) {
+        pairs[i] = dk_fma2(pairs[i], c.scale2, DK_NEG_ZERO2);
+    }
 }
 
 // Activation tile rows are DK_K_STEP / 8 chunks of 16 bytes; chunk c of row r is stored at chunk
@@ -330,6 +337,67 @@ __device__ __forceinline__ unsigned int dk_component(const uint4& v, int i) {
 // The group of input column `column`: a shift when the group size is a power of two (group_shift >= 0).
 __device__ __forceinline__ int dk_group_of(int column, int group_size, int group_shift) {
     return group_shift >= 0 ? column >> group_shift : column / group_size;
+}
+
+// One warp step of a swap kernel: for each chunk u of the thread's DK_K_THREAD columns and each feature tile
+// f, the A operands are the weight pairs of features g (tile j = 2f) and g + 8 (j = 2f + 1), the B
+// operands 16 bytes of token g's activations. SCALED: the pairs are (code - zero) * scale; otherwise the
+// exact (code - zero), and the caller scales the sum once per group in fp32.
+template <int MT, bool SCALED>
+__device__ __forceinline__ void dk_swap_step(const uint4 codes[DK_NT], const DkStepConstants constants[DK_NT],
+                                             const dk_bits16 (*x_tile)[DK_K_STEP], int x_rows, int g, int t,
+                                             float part[MT][DK_NT / 2][4]) {
+#pragma unroll
+    for (int u = 0; u < DK_K_THREAD / 8; ++u) {
+        // Activations kb + 8u .. kb + 8u + 7 (kb = t * DK_K_THREAD): components (x, y) feed mma step 2u,
+        // (z, w) step 2u + 1.
+        const int chunk = t * (DK_K_THREAD / 8) + u;
+        uint4 b[MT];  // token g of each token tile
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+            const int r = 8 * mt + g;
+            // a token tile wholly past M is zeros without a shared-memory read (uniform)
+            b[mt] = 8 * mt < x_rows ? *(const uint4*)&x_tile[r][8 * dk_swizzle(r, chunk)] : make_uint4(0u, 0u, 0u, 0u);
+        }
+#pragma unroll
+        for (int f = 0; f < DK_NT / 2; ++f) {
+            // lo / hi[q]: the pairs of features g / g + 8 of tile f for mma step 2u + q.
+            unsigned int lo[2][4], hi[2][4];
+#if DK_BITS == 4
+            unsigned int lo_pairs[4], hi_pairs[4];
+            if (SCALED) {
+                dk_dequant_word(dk_component(codes[2 * f], u), constants[2 * f], lo_pairs);
+                dk_dequant_word(dk_component(codes[2 * f + 1], u), constants[2 * f + 1], hi_pairs);
+            } else {
+                dk_unscaled_word(dk_component(codes[2 * f], u), constants[2 * f], lo_pairs);
+                dk_unscaled_word(dk_component(codes[2 * f + 1], u), constants[2 * f + 1], hi_pairs);
+            }
+#pragma unroll
+            for (int q = 0; q < 2; ++q) {
+                lo[q][0] = lo_pairs[2 * q];
+                lo[q][1] = lo_pairs[2 * q + 1];
+                hi[q][0] = hi_pairs[2 * q];
+                hi[q][1] = hi_pairs[2 * q + 1];
+            }
+#else
+#pragma unroll
+            for (int q = 0; q < 2; ++q) {
+                if (SCALED) {
+                    dk_dequant_word(dk_component(codes[2 * f], 2 * u + q), constants[2 * f], lo[q]);
+                    dk_dequant_word(dk_component(codes[2 * f + 1], 2 * u + q), constants[2 * f + 1], hi[q]);
+                } else {
+                    dk_unscaled_word(dk_component(codes[2 * f], 2 * u + q), constants[2 * f], lo[q]);
+                    dk_unscaled_word(dk_component(codes[2 * f + 1], 2 * u + q), constants[2 * f + 1], hi[q]);
+                }
+            }
+#endif
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                dk_mma(part[mt][f], lo[0][0], hi[0][0], lo[0][1], hi[0][1], b[mt].x, b[mt].y);
+                dk_mma(part[mt][f], lo[1][0], hi[1][0], lo[1][1], hi[1][1], b[mt].z, b[mt].w);
+            }
+        }
+    }
 }
 
 // The tensor-core kernels. Grid: (ceil(N / DK_BLOCK_ROWS), splits, ceil(M / X_ROWS)); block: DK_QM_THREADS;
@@ -502,6 +570,20 @@ __device__ __forceinline__ void dk_quant_mma_body(dk_ptr x_ptr, dk_ptr packed_pt
             }
         }
     }
+    // Swap kernels: the sum of the current group's products (see dk_swap_step), folded into acc once per
+    // group when every column of a step is in one group (`fold`), else once at the end.
+    float part[MT][DK_NT / 2][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+        for (int f = 0; f < DK_NT / 2; ++f) {
+#pragma unroll
+            for (int c = 0; c < 4; ++c) {
+                part[mt][f][c] = 0.0f;
+            }
+        }
+    }
+    const bool fold = group_size % DK_K_STEP == 0;
     const DkStepConstants symmetric_constants = dk_step_constants(0, 0, true);
     // The scales of the current stage and of the next one (loaded a stage ahead). One group spans the whole
     // row when groups == 1: its scales are loaded once.
@@ -564,86 +646,75 @@ __device__ __forceinline__ void dk_quant_mma_body(dk_ptr x_ptr, dk_ptr packed_pt
                                                      (dk_bits16)(current_scales[p][j] >> 16), false);
                 }
             }
+            if (SWAP) {
+                if (fold) {
+                    dk_swap_step<MT, false>(codes, constants, x_tiles[tile], x_rows, g, t, part);
+                } else {
+                    dk_swap_step<MT, true>(codes, constants, x_tiles[tile], x_rows, g, t, part);
+                }
+                // At the end of a group (folded) or of the split: acc += scale * part (c0, c1 are feature g,
+                // tile j = 2f; c2, c3 feature g + 8, j = 2f + 1).
+                const bool last = step == step_end - 1;
+                if (last || (fold && dk_group_of((step + 1) * DK_K_STEP, group_size, group_shift) !=
+                                         dk_group_of(step * DK_K_STEP, group_size, group_shift))) {
+#pragma unroll
+                    for (int f = 0; f < DK_NT / 2; ++f) {
+                        const float scale_lo = fold ? dk_to_float((dk_bits16)(current_scales[p][2 * f] & 0xffffu)) : 1.0f;
+                        const float scale_hi =
+                            fold ? dk_to_float((dk_bits16)(current_scales[p][2 * f + 1] & 0xffffu)) : 1.0f;
+#pragma unroll
+                        for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+                            for (int c = 0; c < 4; ++c) {
+                                acc[mt][f][c] = fmaf(c < 2 ? scale_lo : scale_hi, part[mt][f][c], acc[mt][f][c]);
+                                part[mt][f][c] = 0.0f;
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
 #pragma unroll
             for (int u = 0; u < DK_K_THREAD / 8; ++u) {
                 // Activations kb + 8u .. kb + 8u + 7 (kb = t * DK_K_THREAD): components (x, y) feed mma step
                 // 2u, (z, w) step 2u + 1.
                 const int chunk = t * (DK_K_THREAD / 8) + u;
-                if (SWAP) {
-                    uint4 b[MT];  // token g of each token tile
+                uint4 a[MT][2];  // rows g and g + 8 of each token tile
 #pragma unroll
-                    for (int mt = 0; mt < MT; ++mt) {
-                        const int r = 8 * mt + g;
-                        // a token tile wholly past M is zeros without a shared-memory read (uniform)
-                        b[mt] = 8 * mt < x_rows ? *(const uint4*)&x_tiles[tile][r][8 * dk_swizzle(r, chunk)]
-                                                : make_uint4(0u, 0u, 0u, 0u);
+                for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+                    for (int h = 0; h < 2; ++h) {
+                        const int r = 16 * mt + 8 * h + g;
+                        // eight rows that are all past M are zeros without a shared-memory read (uniform)
+                        a[mt][h] = 16 * mt + 8 * h < x_rows
+                                       ? *(const uint4*)&x_tiles[tile][r][8 * dk_swizzle(r, chunk)]
+                                       : make_uint4(0u, 0u, 0u, 0u);
                     }
+                }
 #pragma unroll
-                    for (int f = 0; f < DK_NT / 2; ++f) {
-                        // lo / hi[q]: the pairs of features g / g + 8 of tile f for mma step 2u + q.
-                        unsigned int lo[2][4], hi[2][4];
+                for (int j = 0; j < DK_NT; ++j) {
+                    // b[q] = the (b0, b1) operands of mma step 2u + q.
+                    unsigned int b[2][2];
 #if DK_BITS == 4
-                        unsigned int lo_pairs[4], hi_pairs[4];
-                        dk_dequant_word(dk_component(codes[2 * f], u), constants[2 * f], lo_pairs);
-                        dk_dequant_word(dk_component(codes[2 * f + 1], u), constants[2 * f + 1], hi_pairs);
-#pragma unroll
-                        for (int q = 0; q < 2; ++q) {
-                            lo[q][0] = lo_pairs[2 * q];
-                            lo[q][1] = lo_pairs[2 * q + 1];
-                            hi[q][0] = hi_pairs[2 * q];
-                            hi[q][1] = hi_pairs[2 * q + 1];
-                        }
+                    unsigned int pairs[4];
+                    dk_dequant_word(dk_component(codes[j], u), constants[j], pairs);
+                    b[0][0] = pairs[0];
+                    b[0][1] = pairs[1];
+                    b[1][0] = pairs[2];
+                    b[1][1] = pairs[3];
 #else
 #pragma unroll
-                        for (int q = 0; q < 2; ++q) {
-                            dk_dequant_word(dk_component(codes[2 * f], 2 * u + q), constants[2 * f], lo[q]);
-                            dk_dequant_word(dk_component(codes[2 * f + 1], 2 * u + q), constants[2 * f + 1], hi[q]);
-                        }
-#endif
-#pragma unroll
-                        for (int mt = 0; mt < MT; ++mt) {
-                            dk_mma(acc[mt][f], lo[0][0], hi[0][0], lo[0][1], hi[0][1], b[mt].x, b[mt].y);
-                            dk_mma(acc[mt][f], lo[1][0], hi[1][0], lo[1][1], hi[1][1], b[mt].z, b[mt].w);
-                        }
-                    }
-                } else {
-                    uint4 a[MT][2];  // rows g and g + 8 of each token tile
-#pragma unroll
-                    for (int mt = 0; mt < MT; ++mt) {
-#pragma unroll
-                        for (int h = 0; h < 2; ++h) {
-                            const int r = 16 * mt + 8 * h + g;
-                            // eight rows that are all past M are zeros without a shared-memory read (uniform)
-                            a[mt][h] = 16 * mt + 8 * h < x_rows
-                                           ? *(const uint4*)&x_tiles[tile][r][8 * dk_swizzle(r, chunk)]
-                                           : make_uint4(0u, 0u, 0u, 0u);
-                        }
-                    }
-#pragma unroll
-                    for (int j = 0; j < DK_NT; ++j) {
-                        // b[q] = the (b0, b1) operands of mma step 2u + q.
-                        unsigned int b[2][2];
-#if DK_BITS == 4
+                    for (int q = 0; q < 2; ++q) {
                         unsigned int pairs[4];
-                        dk_dequant_word(dk_component(codes[j], u), constants[j], pairs);
-                        b[0][0] = pairs[0];
-                        b[0][1] = pairs[1];
-                        b[1][0] = pairs[2];
-                        b[1][1] = pairs[3];
-#else
-#pragma unroll
-                        for (int q = 0; q < 2; ++q) {
-                            unsigned int pairs[4];
-                            dk_dequant_word(dk_component(codes[j], 2 * u + q), constants[j], pairs);
-                            b[q][0] = pairs[0];
-                            b[q][1] = pairs[1];
-                        }
+                        dk_dequant_word(dk_component(codes[j], 2 * u + q), constants[j], pairs);
+                        b[q][0] = pairs[0];
+                        b[q][1] = pairs[1];
+                    }
 #endif
 #pragma unroll
-                        for (int mt = 0; mt < MT; ++mt) {
-                            dk_mma(acc[mt][j], a[mt][0].x, a[mt][1].x, a[mt][0].y, a[mt][1].y, b[0][0], b[0][1]);
-                            dk_mma(acc[mt][j], a[mt][0].z, a[mt][1].z, a[mt][0].w, a[mt][1].w, b[1][0], b[1][1]);
-                        }
+                    for (int mt = 0; mt < MT; ++mt) {
+                        dk_mma(acc[mt][j], a[mt][0].x, a[mt][1].x, a[mt][0].y, a[mt][1].y, b[0][0], b[0][1]);
+                        dk_mma(acc[mt][j], a[mt][0].z, a[mt][1].z, a[mt][0].w, a[mt][1].w, b[1][0], b[1][1]);
                     }
                 }
             }

@@ -146,8 +146,8 @@ def mutated(source: str, old: str, new: str) -> str:
         ),
         (
             "swap",
-            "dk_mma(acc[mt][f], lo[0][0], hi[0][0], lo[0][1], hi[0][1], b[mt].x, b[mt].y);",
-            "dk_mma(acc[mt][f], lo[0][0], hi[0][0], lo[0][1], hi[0][1], b[mt].y, b[mt].x);",
+            "dk_mma(part[mt][f], lo[0][0], hi[0][0], lo[0][1], hi[0][1], b[mt].x, b[mt].y);",
+            "dk_mma(part[mt][f], lo[0][0], hi[0][0], lo[0][1], hi[0][1], b[mt].y, b[mt].x);",
             True,
         ),
         # the nibble masks of the int4 fp16 conversion swapped
