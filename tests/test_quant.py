@@ -182,20 +182,27 @@ def test_quant_kernel_variants_compile() -> None:
     bits=st.sampled_from([4, 8]),
     sm_count=st.integers(1, 200),
     splits=st.one_of(st.none(), st.integers(1, 1000)),
+    swap=st.booleans(),
 )
 def test_mma_plan_covers_every_step_once(
-    m: int, n: int, steps: int, bits: int, sm_count: int, splits: int | None
+    m: int, n: int, steps: int, bits: int, sm_count: int, splits: int | None, swap: bool
 ) -> None:
     import decodekit.cuda as dkc
 
     k = steps * 512 // bits
-    m_tiles, num_splits, per_split = dkc.mma_plan(m, n, k, bits, sm_count, splits=splits)
-    assert m_tiles in (1, 2, 4)
-    assert m > 64 or 16 * m_tiles >= m
+    m_tiles, num_splits, per_split = dkc.mma_plan(m, n, k, bits, sm_count, splits=splits, swap=swap)
+    tile_rows, choices = (8, (1, 2)) if swap else (16, (1, 2, 4))
+    assert m_tiles in choices
+    assert m > tile_rows * choices[-1] or tile_rows * m_tiles >= m
     # every split has at least one step and together they cover all steps
     assert (num_splits - 1) * per_split < steps <= num_splits * per_split
     if splits is not None:
         assert num_splits <= splits
+    elif swap and num_splits > 1:
+        # split-K never makes more blocks than whole waves hold
+        blocks = -(-n // 128) * -(-m // (8 * m_tiles)) * num_splits
+        waves = 2 if bits == 8 and m_tiles == 1 else 1
+        assert blocks <= waves * sm_count * dkc.SWAP_PIPELINES[m_tiles][2]
 
 
 def test_mma_plan_and_support_checks() -> None:
@@ -207,6 +214,10 @@ def test_mma_plan_and_support_checks() -> None:
     assert not dkc.mma_supported(4096, 96, 4, 32)  # K % 128
     assert not dkc.mma_supported(4096, 4096, 4, 8)  # groups narrower than one thread's 32 columns
     assert dkc.mma_plan(1, 4096, 4096, 4, 132, m_tiles=2)[0] == 2
+    # the swap kernels fill one wave of resident blocks: 4096 x 28672 int4 at M = 1 on 132 SMs with 4
+    # blocks each takes 16 splits of 32 blocks (512 of 528 slots), not 17 (a second wave of 16 blocks)
+    assert dkc.mma_plan(1, 4096, 28672, 4, 132, swap=True, blocks_per_sm=4) == (1, 16, 14)
+    assert dkc.mma_plan(9, 4096, 28672, 4, 132, swap=True)[0] == 2
     with pytest.raises(dk.InvalidInputError, match="m_tiles"):
         dkc.mma_plan(1, 4096, 4096, 4, 132, m_tiles=3)
     with pytest.raises(dk.InvalidInputError, match="bits"):

@@ -435,8 +435,6 @@ _SWAP_MAX_ROWS = 16
 #: bench/gpu/quant_matmul.py: one full wave of the one-tile kernel, two for int8, whose steps are half as
 #: long; fewer, longer splits at four tiles, where the fp32 partials grow with M).
 _MMA_TARGET_WARPS = {1: 16, 2: 12, 4: 8}
-#: The same for the swap kernels (not tuned on a GPU yet: the one-tile mma kernel's target).
-_SWAP_TARGET_WARPS = {1: 16, 2: 16}
 
 
 def mma_supported(rows: int, cols: int, bits: int, group_size: int) -> bool:
@@ -456,6 +454,7 @@ def mma_plan(
     m_tiles: int | None = None,
     splits: int | None = None,
     swap: bool = False,
+    blocks_per_sm: int | None = None,
 ) -> tuple[int, int, int]:
     """``(m_tiles, splits, steps_per_split)`` of the tensor-core kernel for ``x [m, k] @ W[n, k].T``.
 
@@ -464,6 +463,11 @@ def mma_plan(
     fewest tiles (1, 2, 4; swap: 1, 2) that cover ``m`` (the most beyond that, with more row blocks);
     ``splits`` (split-K) defaults to enough warps to keep every multiprocessor busy. Every split gets at
     least one step.
+
+    The swap kernels split K so that the blocks fill whole waves: as many splits as fit in
+    ``sm_count * blocks_per_sm`` resident blocks (default: the pipeline's register budget in
+    :data:`SWAP_PIPELINES`), twice that for one-tile int8, whose steps are half as long. A plan a little
+    over one wave would leave a second, nearly empty one.
     """
     tile_rows, choices = (8, _SWAP_N_TILES) if swap else (16, _MMA_M_TILES)
     if m_tiles is None:
@@ -475,11 +479,15 @@ def mma_plan(
     steps = k // (512 // bits)
     if steps == 0:
         raise _core.InvalidInputError(f"K = {k} is shorter than one {512 // bits}-column step")
-    if splits is None:
-        warps = -(-n // _MMA_FEATURES_PER_WARP) * -(-m // (tile_rows * m_tiles))
-        target = (_SWAP_TARGET_WARPS if swap else _MMA_TARGET_WARPS)[m_tiles]
-        target *= 2 if bits == 8 and m_tiles == 1 else 1
-        splits = -(-target * sm_count // warps)
+    waves = 2 if bits == 8 and m_tiles == 1 else 1
+    row_blocks = -(-m // (tile_rows * m_tiles))
+    if splits is None and swap:
+        blocks = -(-n // (_MMA_FEATURES_PER_WARP * _QM_WARPS)) * row_blocks
+        per_sm = SWAP_PIPELINES[m_tiles][2] if blocks_per_sm is None else blocks_per_sm
+        splits = max(1, waves * sm_count * per_sm // blocks)
+    elif splits is None:
+        warps = -(-n // _MMA_FEATURES_PER_WARP) * row_blocks
+        splits = -(-_MMA_TARGET_WARPS[m_tiles] * waves * sm_count // warps)
     splits = max(1, min(int(splits), steps))
     per_split = -(-steps // splits)
     return m_tiles, -(-steps // per_split), per_split
@@ -656,8 +664,19 @@ def _launch_quant(
     swap = variant == "swap"
     if m_total * rows >= 2**31:
         splits = 1  # the reduction indexes partials with 32-bit ints; such an M fills the GPU anyway
+    shapes = (swap_pipelines or SWAP_PIPELINES) if swap else (pipelines or QUANT_PIPELINES)
+    tiles = mma_plan(m_total, rows, cols, qweight.bits, sm_count, m_tiles=m_tiles, splits=1, swap=swap)[0]
+    stages, substeps, min_blocks = shapes[tiles]
     tiles, num_splits, per_split = mma_plan(
-        m_total, rows, cols, qweight.bits, sm_count, m_tiles=m_tiles, splits=splits, swap=swap
+        m_total,
+        rows,
+        cols,
+        qweight.bits,
+        sm_count,
+        m_tiles=tiles,
+        splits=splits,
+        swap=swap,
+        blocks_per_sm=min_blocks,
     )
     partial = (
         y
@@ -669,8 +688,6 @@ def _launch_quant(
         num_splits,
         -(-m_total // ((8 if swap else 16) * tiles)),
     )
-    shapes = (swap_pipelines or SWAP_PIPELINES) if swap else (pipelines or QUANT_PIPELINES)
-    stages, substeps, _ = shapes[tiles]
     kernels[_tc_kernel(swap, tiles)](
         grid,
         (_QM_WARPS * 32,),
