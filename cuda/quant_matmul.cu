@@ -6,16 +6,20 @@
 //   scales  fp16/bf16 [N, K / group_size]; zeros the same shape, or absent for the symmetric zero 2^(bits-1)
 //   weight  = (code - zero) * scale
 //
-// Three kernels:
-//   dk_quant_mma_m{1,2,4}  the tensor-core kernel: a block of four warps owns 128 output features, 16, 32 or
-//                          64 activation rows (1, 2 or 4 m16 tiles; rows past M are zeros) and a slice of K.
-//                          It copies codes and activations into shared memory with cp.async stages ahead,
-//                          dequantizes in registers with the lop3/magic-number conversion the packing was
-//                          chosen for, and multiplies on the tensor cores (mma.m16n8k16, fp32 accumulation).
-//                          Split-K slices write fp32 partials that dk_quant_reduce sums in a fixed order (the
-//                          result does not depend on scheduling). Needs K % (4 * DK_K_THREAD) == 0,
-//                          group_size % DK_K_THREAD == 0 and N % 8 == 0.
-//   dk_quant_reduce        sums the split-K partials and rounds to the output dtype.
+// The kernels:
+//   dk_quant_swap_n{1,2}   the tensor-core kernels for small M (decodekit.cuda's choice up to 16 rows): the
+//                          weights are the mma's m16 operand and up to 8 or 16 activation rows (1 or 2 n8
+//                          tiles) its n8 operand, so an mma covers 16 features. For groups that hold whole
+//                          warp steps they multiply the exact (code - zero) and scale each group's sum once,
+//                          in fp32.
+//   dk_quant_mma_m{1,2,4}  the tensor-core kernels for larger M: the activations are the m16 operand (16, 32
+//                          or 64 rows: 1, 2 or 4 m16 tiles; rows past M are zeros), the weights the n8 one.
+//   Both kinds share one body: a block of four warps owns 128 output features, a block of activation rows
+//   and a slice of K. It copies codes and activations into shared memory with cp.async stages ahead,
+//   dequantizes in registers with the lop3/magic-number conversion the packing was chosen for, and
+//   multiplies on the tensor cores (mma.m16n8k16, fp32 accumulation). Split-K slices write fp32 partials;
+//   the last slice of each output tile to finish sums them in a fixed order (the result does not depend
+//   on scheduling). Needs K % (4 * DK_K_THREAD) == 0, group_size % DK_K_THREAD == 0 and N % 8 == 0.
 //   dk_quant_matmul        the generic CUDA-core kernel for any shape: one warp per output feature, up to
 //                          DK_M_TILE activation rows at once, larger M in slices along gridDim.y.
 //
@@ -28,8 +32,9 @@
 //                          as a tile-major layout would (a measurement hook; default 0)
 //   DK_QM_PROBE_MATH_ONLY  1 to build the tensor-core kernel without copying codes (it multiplies whatever
 //                          shared memory holds: a measurement hook; default 0)
-//   DK_QM_STAGES_M{1,2,4}, DK_QM_SUBSTEPS_M{1,2,4}, DK_QM_MIN_BLOCKS_M{1,2,4}  the pipeline of each
-//                          tensor-core kernel (see decodekit.cuda.QUANT_PIPELINES)
+//   DK_QM_STAGES_M{1,2,4}, DK_QM_SUBSTEPS_M{1,2,4}, DK_QM_MIN_BLOCKS_M{1,2,4}  the pipeline of each mma
+//                          kernel (see decodekit.cuda.QUANT_PIPELINES); the same with N{1,2} for the swap
+//                          kernels (decodekit.cuda.SWAP_PIPELINES)
 
 #ifndef DK_BITS
 #error "DK_BITS must be defined (4 or 8)"
@@ -404,7 +409,8 @@ __device__ __forceinline__ void dk_swap_step(const uint4 codes[DK_NT], const DkS
 // dynamic shared memory: STAGES * SUBSTEPS * (DK_BLOCK_ROWS * 64 + X_ROWS * DK_K_STEP * 2) bytes. Each split
 // covers `steps_per_split` warp steps of DK_K_STEP columns, copied SUBSTEPS at a time (one pipeline stage, so
 // that each row is read in runs of SUBSTEPS * 64 bytes). With splits == 1 the warp writes y [M, N]
-// directly; otherwise fp32 partials [splits, M, N] for dk_quant_reduce.
+// directly; otherwise fp32 partials [splits, M, N] (and the last block of each tile sums them), with one
+// zeroed int32 counter per (blockIdx.x, blockIdx.z) tile in counters_ptr.
 //
 // SWAP = false ("mma" kernels): the activations are the m16 operand A (MT m16 tiles, X_ROWS = 16 MT rows)
 // and the weights the n8 operand B (DK_NT tiles of 8 features).
@@ -418,7 +424,7 @@ template <int MT, int STAGES, int SUBSTEPS, bool SWAP>
 __device__ __forceinline__ void dk_quant_mma_body(dk_ptr x_ptr, dk_ptr packed_ptr, dk_ptr scales_ptr, dk_ptr zeros_ptr,
                                                   int m_total, int n_total, int k_total, int group_size,
                                                   int group_shift, int steps_per_split, dk_ptr y_ptr,
-                                                  dk_ptr partial_ptr) {
+                                                  dk_ptr partial_ptr, dk_ptr counters_ptr) {
     constexpr int X_ROWS = SWAP ? 8 * MT : 16 * MT;
     const dk_bits16* x = (const dk_bits16*)x_ptr;
     const unsigned int* packed = (const unsigned int*)packed_ptr;
@@ -730,14 +736,11 @@ __device__ __forceinline__ void dk_quant_mma_body(dk_ptr x_ptr, dk_ptr packed_pt
         buffer = buffer + 1 == STAGES ? 0 : buffer + 1;
         copy_buffer = copy_buffer + 1 == STAGES ? 0 : copy_buffer + 1;
     }
-    if (!active) {
-        return;
-    }
-
     const bool direct = gridDim.y == 1;
     dk_bits16* y = (dk_bits16*)y_ptr;
-    float* partial = (float*)partial_ptr + (size_t)blockIdx.y * m_total * n_total;
-    if (SWAP) {
+    float* partials = (float*)partial_ptr;
+    float* partial = partials + (size_t)blockIdx.y * m_total * n_total;
+    if (active && SWAP) {
         // c0, c1 = (feature g, tokens 2t, 2t + 1), c2, c3 = (feature g + 8, same tokens) of each tile pair.
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
@@ -757,32 +760,67 @@ __device__ __forceinline__ void dk_quant_mma_body(dk_ptr x_ptr, dk_ptr packed_pt
                 }
             }
         }
-        return;
-    }
-    // c0, c1 = (row g, cols 2t, 2t + 1), c2, c3 = (row g + 8, same cols) of each tile.
+    } else if (active) {
+        // c0, c1 = (row g, cols 2t, 2t + 1), c2, c3 = (row g + 8, same cols) of each tile.
 #pragma unroll
-    for (int mt = 0; mt < (SWAP ? 0 : MT); ++mt) {
+        for (int mt = 0; mt < (SWAP ? 0 : MT); ++mt) {
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            const int row = m0 + 16 * mt + 8 * h + g;
-            if (row >= m_total) {
-                continue;
-            }
-#pragma unroll
-            for (int j = 0; j < DK_NT; ++j) {
-                const int col = n0 + 8 * j + 2 * t;
-                if (n0 + 8 * j >= n_total) {
+            for (int h = 0; h < 2; ++h) {
+                const int row = m0 + 16 * mt + 8 * h + g;
+                if (row >= m_total) {
                     continue;
                 }
-                const float lo = acc[mt][j][2 * h];
-                const float hi = acc[mt][j][2 * h + 1];
-                if (direct) {
-                    const dk_bits32 pair = (dk_bits32)dk_from_float(lo) | ((dk_bits32)dk_from_float(hi) << 16);
-                    *(dk_bits32*)(y + (size_t)row * n_total + col) = pair;
-                } else {
-                    *(float2*)(partial + (size_t)row * n_total + col) = make_float2(lo, hi);
+#pragma unroll
+                for (int j = 0; j < DK_NT; ++j) {
+                    const int col = n0 + 8 * j + 2 * t;
+                    if (n0 + 8 * j >= n_total) {
+                        continue;
+                    }
+                    const float lo = acc[mt][j][2 * h];
+                    const float hi = acc[mt][j][2 * h + 1];
+                    if (direct) {
+                        const dk_bits32 pair = (dk_bits32)dk_from_float(lo) | ((dk_bits32)dk_from_float(hi) << 16);
+                        *(dk_bits32*)(y + (size_t)row * n_total + col) = pair;
+                    } else {
+                        *(float2*)(partial + (size_t)row * n_total + col) = make_float2(lo, hi);
+                    }
                 }
             }
+        }
+    }
+    if (direct) {
+        return;
+    }
+
+    // Split-K: the last block of this output tile to finish sums the tile's partials in split order and
+    // rounds once, so the result does not depend on which block finishes last. Its counter (one per tile,
+    // zero before the launch) goes back to zero for the next launch on the stream.
+    __shared__ int dk_last_block;
+    __threadfence();  // this thread's partials are visible to the block that will read them
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned int* counter = (unsigned int*)counters_ptr + blockIdx.z * gridDim.x + blockIdx.x;
+        const bool last = atomicAdd(counter, 1u) == gridDim.y - 1;
+        if (last) {
+            *counter = 0u;
+        }
+        dk_last_block = last;
+    }
+    __syncthreads();
+    if (!dk_last_block) {
+        return;
+    }
+    __threadfence();
+    const int tile_cols = min(DK_BLOCK_ROWS, n_total - block_n0);
+    for (int e = threadIdx.x; e < x_rows * DK_BLOCK_ROWS; e += DK_QM_THREADS) {
+        const int col = e % DK_BLOCK_ROWS;
+        if (col < tile_cols) {
+            const size_t index = (size_t)(m0 + e / DK_BLOCK_ROWS) * n_total + block_n0 + col;
+            float total = 0.0f;
+            for (int split = 0; split < (int)gridDim.y; ++split) {
+                total += __ldcg(partials + (size_t)split * m_total * n_total + index);
+            }
+            y[index] = dk_from_float(total);
         }
     }
 }
@@ -792,10 +830,11 @@ __device__ __forceinline__ void dk_quant_mma_body(dk_ptr x_ptr, dk_ptr packed_pt
 #define DK_QUANT_TC_KERNEL(NAME, MT, SWAP, STAGES, SUBSTEPS, MIN_BLOCKS)                                          \
     extern "C" __global__ void __launch_bounds__(DK_QM_THREADS, MIN_BLOCKS)                                   \
         NAME(dk_ptr x_ptr, dk_ptr packed_ptr, dk_ptr scales_ptr, dk_ptr zeros_ptr, int m_total, int n_total,     \
-             int k_total, int group_size, int group_shift, int steps_per_split, dk_ptr y_ptr, dk_ptr partial_ptr) { \
+             int k_total, int group_size, int group_shift, int steps_per_split, dk_ptr y_ptr, dk_ptr partial_ptr,   \
+             dk_ptr counters_ptr) {                                                                              \
         dk_quant_mma_body<MT, STAGES, SUBSTEPS, SWAP>(x_ptr, packed_ptr, scales_ptr, zeros_ptr, m_total, n_total,  \
                                                       k_total, group_size, group_shift, steps_per_split, y_ptr,  \
-                                                      partial_ptr);                                             \
+                                                      partial_ptr, counters_ptr);                               \
     }
 
 DK_QUANT_TC_KERNEL(dk_quant_mma_m1, 1, false, DK_QM_STAGES_M1, DK_QM_SUBSTEPS_M1, DK_QM_MIN_BLOCKS_M1)
@@ -803,18 +842,3 @@ DK_QUANT_TC_KERNEL(dk_quant_mma_m2, 2, false, DK_QM_STAGES_M2, DK_QM_SUBSTEPS_M2
 DK_QUANT_TC_KERNEL(dk_quant_mma_m4, 4, false, DK_QM_STAGES_M4, DK_QM_SUBSTEPS_M4, DK_QM_MIN_BLOCKS_M4)
 DK_QUANT_TC_KERNEL(dk_quant_swap_n1, 1, true, DK_QM_STAGES_N1, DK_QM_SUBSTEPS_N1, DK_QM_MIN_BLOCKS_N1)
 DK_QUANT_TC_KERNEL(dk_quant_swap_n2, 2, true, DK_QM_STAGES_N2, DK_QM_SUBSTEPS_N2, DK_QM_MIN_BLOCKS_N2)
-
-// y[i] = sum over s of partial[s, i], in split order, rounded once. Grid: ceil(count / 256); block: 256.
-extern "C" __global__ void __launch_bounds__(256)
-dk_quant_reduce(dk_ptr partial_ptr, int splits, int count, dk_ptr y_ptr) {
-    const int i = blockIdx.x * 256 + threadIdx.x;
-    if (i >= count) {
-        return;
-    }
-    const float* partial = (const float*)partial_ptr;
-    float total = 0.0f;
-    for (int s = 0; s < splits; ++s) {
-        total += partial[(size_t)s * count + i];
-    }
-    ((dk_bits16*)y_ptr)[i] = dk_from_float(total);
-}

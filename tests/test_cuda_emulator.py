@@ -157,21 +157,62 @@ def mutated(source: str, old: str, new: str) -> str:
             "dk_lop3_and_or(word, 0x00f000f0u, magic2)",
             True,
         ),
+        # split-K summed by the next-to-last block of a tile to finish, before the last one's partials
+        ("swap", "atomicAdd(counter, 1u) == gridDim.y - 1", "atomicAdd(counter, 1u) == gridDim.y - 2", True),
     ],
-    ids=["wait-group-mma", "wait-group-swap", "barrier-swap", "fragment-mma", "fragment-swap", "nibbles"],
+    ids=[
+        "wait-group-mma",
+        "wait-group-swap",
+        "barrier-swap",
+        "fragment-mma",
+        "fragment-swap",
+        "nibbles",
+        "split",
+    ],
 )
 def test_the_emulator_catches_broken_kernels(kernel: str, old: str, new: str, late_copies: bool) -> None:
     emu.compiler()
     qweight = quantized(torch.float16, 4, 128, True)
-    x = torch.randn(3, COLS, generator=torch.Generator().manual_seed(2)).to(torch.float16)
-    expected = x.double() @ qweight.dequantize().double().T
+    weight = qweight.dequantize().double()
     source = dkc.quant_matmul_source("float16", 4)
-    intact = emulated_quant_matmul(x, qweight, kernel, source, late_copies=late_copies, splits=1)
-    assert rel_error(intact, expected) < TOLERANCE[torch.float16]
+    splits = 4 if "atomicAdd" in old else 1  # K = 512: four one-step splits
+    # fresh activations for each run, so that a buffer the allocator hands back holds nothing useful
+    generator = torch.Generator().manual_seed(2)
+    x = torch.randn(3, COLS, generator=generator).to(torch.float16)
+    intact = emulated_quant_matmul(x, qweight, kernel, source, late_copies=late_copies, splits=splits)
+    assert rel_error(intact, x.double() @ weight.T) < TOLERANCE[torch.float16]
+    x = torch.randn(3, COLS, generator=generator).to(torch.float16)
     broken = emulated_quant_matmul(
-        x, qweight, kernel, mutated(source, old, new), late_copies=late_copies, splits=1
+        x, qweight, kernel, mutated(source, old, new), late_copies=late_copies, splits=splits
     )
-    assert torch.isnan(broken).any() or rel_error(broken, expected) > 0.1
+    assert torch.isnan(broken).any() or rel_error(broken, x.double() @ weight.T) > 0.1
+
+
+def test_split_k_leaves_its_tile_counters_at_zero() -> None:
+    """One counter buffer serves every launch on a stream: each launch must leave it as it found it."""
+    emu.compiler()
+    qweight = quantized(torch.bfloat16, 8, None, True)
+    expected_weight = qweight.dequantize().double()
+    module, kernels, pipelines = quant_kernels(torch.bfloat16, 8, "swap")
+    counters = torch.zeros(64, dtype=torch.int32)
+    generator = torch.Generator().manual_seed(4)
+    for m in (3, 12, 3):
+        x = torch.randn(m, COLS, generator=generator).to(torch.bfloat16)
+        module.buffers = [x, qweight.packed, qweight.scales]
+        y = torch.full((m, ROWS), float("nan"), dtype=torch.bfloat16)
+        dkc._launch_quant(
+            kernels,
+            x,
+            qweight,
+            y,
+            counters=lambda count: counters,
+            variant="swap",
+            sm_count=2,
+            splits=4,
+            **pipelines,
+        )
+        assert rel_error(y, x.double() @ expected_weight.T) < TOLERANCE[torch.bfloat16]
+        assert not counters.any()
 
 
 def test_the_emulator_refuses_misbehaving_launches() -> None:
@@ -185,7 +226,7 @@ def test_the_emulator_refuses_misbehaving_launches() -> None:
     args = [x, qweight.packed, qweight.scales]
     raw = [np.uint64(t.data_ptr()) for t in args] + [np.uint64(0)]
     raw += [np.int32(3), np.int32(ROWS), np.int32(COLS), np.int32(128), np.int32(7), np.int32(4)]
-    raw += [np.uint64(y.data_ptr()), np.uint64(y.data_ptr())]
+    raw += [np.uint64(y.data_ptr()), np.uint64(y.data_ptr()), np.uint64(0)]  # one split: no counters
     kernel = kernels["dk_quant_mma_m1"]
     grid = (3, 1, 1)
     kernel(grid, (128,), raw, shared_mem=shared)  # as launched: fine
@@ -194,7 +235,7 @@ def test_the_emulator_refuses_misbehaving_launches() -> None:
     module.buffers = [x, qweight.scales]  # the packed codes are not a buffer of the launch
     with pytest.raises(emu.EmulatorError, match="outside every buffer"):
         kernel(grid, (128,), raw, shared_mem=shared)
-    with pytest.raises(emu.EmulatorError, match="takes 12 arguments"):
+    with pytest.raises(emu.EmulatorError, match="takes 13 arguments"):
         kernel(grid, (128,), raw[:-1], shared_mem=shared)
 
     barrier = """

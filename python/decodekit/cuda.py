@@ -364,7 +364,6 @@ QUANT_KERNELS: tuple[str, ...] = (
     "dk_quant_mma_m4",
     "dk_quant_swap_n1",
     "dk_quant_swap_n2",
-    "dk_quant_reduce",
 )
 
 
@@ -594,6 +593,7 @@ def _quant_matmul(
             flat,
             qweight,
             y,
+            counters=lambda count: _split_counters(torch, stream, count),
             variant=variant,
             sm_count=_sm_count(torch, x.device.index) if variant != "generic" else 1,
             m_tiles=m_tiles,
@@ -619,12 +619,33 @@ def _group_shift(group_size: int) -> int:
     return group_size.bit_length() - 1 if group_size & (group_size - 1) == 0 else -1
 
 
+#: Split-K tile counters, by CUDA stream pointer (see :func:`_split_counters`).
+_COUNTERS: dict[int, Any] = {}
+
+
+def _split_counters(torch: Any, stream: Any, count: int) -> Any:
+    """At least ``count`` int32 zeros on ``stream``'s device: the split-K kernels' tile counters. Each
+    launch leaves them at zero again, so one buffer serves every launch on the stream (launches on one
+    stream never overlap). While a CUDA graph is being captured, a buffer that is too small is replaced
+    by one that the graph zeroes itself and that is not kept."""
+    counters = _COUNTERS.get(stream.cuda_stream)
+    if counters is not None and counters.numel() >= count:
+        return counters
+    counters = torch.zeros(max(count, 1024), dtype=torch.int32, device=stream.device)
+    if not torch.cuda.is_current_stream_capturing():
+        if len(_COUNTERS) >= 64:
+            _COUNTERS.clear()
+        _COUNTERS[stream.cuda_stream] = counters
+    return counters
+
+
 def _launch_quant(
     kernels: dict[str, Any],
     flat: Any,
     qweight: Any,
     y: Any,
     *,
+    counters: Any = None,
     variant: str,
     sm_count: int,
     m_tiles: int | None = None,
@@ -635,7 +656,8 @@ def _launch_quant(
     """Launch the quantized matmul ``y [M, N] = flat [M, K] @ dequant(W).T`` on checked, contiguous tensors
     (CUDA tensors on the current stream; CPU tensors with the emulator's kernels in the tests) with the
     ``variant`` kernel (``"generic"``, ``"mma"`` or ``"swap"``; the tensor-core ones with
-    :func:`mma_plan`'s split-K and the reduction) and the pipelines it was built with."""
+    :func:`mma_plan`'s split-K) and the pipelines it was built with. ``counters(count)`` gives the split-K
+    tile counters (``count`` int32 zeros; fresh zeros when it is None)."""
     torch = _torch()
     numpy = importlib.import_module("numpy")
     pointer, i32 = numpy.uint64, numpy.int32
@@ -688,6 +710,13 @@ def _launch_quant(
         num_splits,
         -(-m_total // ((8 if swap else 16) * tiles)),
     )
+    tile_count = grid[0] * grid[2]
+    if num_splits == 1:
+        tile_counters = partial  # not read
+    elif counters is None:
+        tile_counters = torch.zeros(tile_count, dtype=torch.int32, device=y.device)
+    else:
+        tile_counters = counters(tile_count)
     kernels[_tc_kernel(swap, tiles)](
         grid,
         (_QM_WARPS * 32,),
@@ -697,13 +726,7 @@ def _launch_quant(
             i32(per_split),
             pointer(y.data_ptr()),
             pointer(partial.data_ptr()),
+            pointer(tile_counters.data_ptr()),
         ),
         shared_mem=quant_shared_bytes(qweight.bits, tiles, stages, substeps, swap=swap),
     )
-    if num_splits > 1:
-        count = m_total * rows
-        kernels["dk_quant_reduce"](
-            (-(-count // 256),),
-            (256,),
-            (pointer(partial.data_ptr()), i32(num_splits), i32(count), pointer(y.data_ptr())),
-        )

@@ -141,7 +141,7 @@ class Function:
         ranges = [bound for buffer in self._module.buffers for bound in _pointer_range(buffer)]
         regions = (ctypes.c_ulonglong * max(1, len(ranges)))(*ranges)
         error = ctypes.create_string_buffer(512)
-        flags = int(self._module.late_copies) | 2 * int(self._module.reverse)
+        flags = int(self._module.late_copies) | 6 * int(self._module.reverse)
         status = self._launch(
             dims, ctypes.c_ulonglong(shared_mem), raw, len(args), flags, regions, len(ranges) // 2, error, 512
         )
@@ -151,8 +151,8 @@ class Function:
 
 class Module:
     """A kernel source compiled for the emulator (like ``cupy.RawModule``). ``late_copies`` delays each
-    ``cp.async`` to its ``wait_group`` (otherwise it lands at issue); ``reverse`` runs a block's threads in
-    reverse order between barriers."""
+    ``cp.async`` to its ``wait_group`` (otherwise it lands at issue); ``reverse`` runs the blocks of a
+    launch, and a block's threads between barriers, in reverse order."""
 
     def __init__(
         self, source: str, names: Sequence[str], *, late_copies: bool = True, reverse: bool = False

@@ -130,6 +130,7 @@ struct Launch {
     unsigned long long block_generation = 0;
     bool late_copies = true;
     bool reverse = false;
+    bool reverse_blocks = false;
     bool failed = false;
     std::string error;
     size_t shared_bytes = 0;
@@ -415,8 +416,8 @@ struct Call {
     }
 };
 
-// dims: grid x, y, z then block x, y, z. flags: 1 late copies, 2 reverse thread order. regions: begin, end
-// pairs. Returns 0, or 1 with the message in `error`.
+// dims: grid x, y, z then block x, y, z. flags: 1 late copies, 2 reverse thread order, 4 reverse block
+// order. regions: begin, end pairs. Returns 0, or 1 with the message in `error`.
 template <typename... P>
 int launch(void (*kernel)(P...), const unsigned int* dims, unsigned long long shared_bytes,
            const unsigned long long* raw, int count, int flags, const unsigned long long* regions, int region_count,
@@ -443,6 +444,7 @@ int launch(void (*kernel)(P...), const unsigned int* dims, unsigned long long sh
     }
     s.late_copies = flags & 1;
     s.reverse = flags & 2;
+    s.reverse_blocks = flags & 4;
     s.shared_bytes = shared_bytes;
     for (int i = 0; i < region_count; ++i) {
         s.regions.emplace_back(regions[2 * i], regions[2 * i + 1]);
@@ -461,7 +463,8 @@ int launch(void (*kernel)(P...), const unsigned int* dims, unsigned long long sh
     for (unsigned int z = 0; z < grid.z; ++z) {
         for (unsigned int y = 0; y < grid.y; ++y) {
             for (unsigned int x = 0; x < grid.x; ++x) {
-                blockIdx = {x, y, z};
+                blockIdx = s.reverse_blocks ? dk_emu_dim3{grid.x - 1 - x, grid.y - 1 - y, grid.z - 1 - z}
+                                            : dk_emu_dim3{x, y, z};
                 if (!run_block(s, block)) {
                     launch_state = nullptr;
                     return report(s.error);
@@ -476,6 +479,22 @@ int launch(void (*kernel)(P...), const unsigned int* dims, unsigned long long sh
 }  // namespace dk_emu
 
 inline void __syncthreads() { dk_emu::block_barrier(); }
+// One block runs at a time and its threads switch only at barriers: atomics and fences are plain.
+inline void __threadfence() {}
+inline unsigned int atomicAdd(unsigned int* address, unsigned int value) {
+    const unsigned int old = *address;
+    *address = old + value;
+    return old;
+}
+inline int atomicAdd(int* address, int value) {
+    const int old = *address;
+    *address = old + value;
+    return old;
+}
+template <typename T>
+T __ldcg(const T* address) {
+    return *address;
+}
 
 template <typename T>
 T __shfl_sync(unsigned int mask, T value, int source_lane) {
