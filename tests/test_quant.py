@@ -226,6 +226,27 @@ def test_mma_plan_and_support_checks() -> None:
         dkc.mma_plan(1, 4096, 64, 4, 132)
 
 
+def test_kernel_choice_and_launch_helpers() -> None:
+    import decodekit.cuda as dkc
+
+    # "auto": the swap kernel up to 16 rows, the mma kernel beyond, the generic one for other shapes
+    assert dkc._quant_variant("auto", True, 1) == "swap"
+    assert dkc._quant_variant("auto", True, 16) == "swap"
+    assert dkc._quant_variant("auto", True, 17) == "mma"
+    assert dkc._quant_variant("auto", False, 1) == "generic"
+    assert dkc._quant_variant("mma", True, 1) == "mma"
+    # power-of-two groups shift; others divide
+    assert [dkc._group_shift(g) for g in (16, 32, 128, 4096, 96, 14336)] == [4, 5, 7, 12, -1, -1]
+    # a pipeline override replaces one entry and keeps the others
+    swap = dkc._pipeline_dict(((2, (2, 4, 2)),), dkc.SWAP_PIPELINES)
+    assert swap == {**dkc.SWAP_PIPELINES, 2: (2, 4, 2)}
+    assert dkc._pipeline_dict(None, dkc.QUANT_PIPELINES) == dkc.QUANT_PIPELINES
+    # shared memory: codes of 128 rows (64 bytes each) and the activation tile, per step of each stage
+    assert dkc.quant_shared_bytes(4, 1, 3, 1) == 3 * (128 * 64 + 16 * 128 * 2)
+    assert dkc.quant_shared_bytes(4, 1, 3, 1, swap=True) == 3 * (128 * 64 + 8 * 128 * 2)
+    assert dkc.quant_shared_bytes(8, 2, 2, 4, swap=True) == 8 * (128 * 64 + 16 * 64 * 2)
+
+
 def test_quant_matmul_checks_before_any_launch(torch_module: Any) -> None:
     import decodekit.cuda as dkc
 
@@ -260,10 +281,13 @@ def test_quant_matmul_on_a_gpu(torch_module: Any, bits: int) -> None:
     import decodekit.cuda as dkc
 
     weight = torch.randn(264, 512, device="cuda")  # 264 = 8 warps of 32 features and one of 8
-    for dtype in (torch.float16, torch.bfloat16):
-        qweight = dkq.quantize(weight, bits, 64, scale_dtype=dtype)
+    for dtype, group_size in ((torch.float16, 64), (torch.bfloat16, 128)):
+        qweight = dkq.quantize(weight, bits, group_size, scale_dtype=dtype)
         for kernel, m, plan in (
             ("generic", 5, {}),
+            ("swap", 1, {}),
+            ("swap", 16, {"splits": 3}),
+            ("auto", 9, {}),
             ("mma", 1, {}),
             ("mma", 19, {}),
             ("mma", 70, {}),
