@@ -247,6 +247,32 @@ def test_kernel_choice_and_launch_helpers() -> None:
     assert dkc.quant_shared_bytes(8, 2, 2, 4, swap=True) == 8 * (128 * 64 + 16 * 64 * 2)
 
 
+def test_split_counters_are_kept_per_device_and_stream(
+    torch_module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import types
+
+    import decodekit.cuda as dkc
+
+    torch = torch_module
+    monkeypatch.setattr(dkc, "_COUNTERS", {})
+    capturing = [False]
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: capturing[0])
+    first = types.SimpleNamespace(device=torch.device("cpu", 0), cuda_stream=0)
+    second = types.SimpleNamespace(device=torch.device("cpu", 1), cuda_stream=0)  # both default streams
+    kept = dkc._split_counters(torch, first, 10)
+    assert kept is dkc._split_counters(torch, first, 1024)  # big enough: the same zeros
+    assert dkc._split_counters(torch, second, 10) is not kept
+    grown = dkc._split_counters(torch, first, 5000)
+    assert grown.numel() >= 5000
+    assert not grown.any()
+    assert dkc._split_counters(torch, first, 10) is grown
+    capturing[0] = True  # a graph being captured gets fresh zeros of its own, not kept
+    captured = dkc._split_counters(torch, first, 9000)
+    assert captured.numel() >= 9000
+    assert dkc._split_counters(torch, first, 10) is grown
+
+
 def test_quant_matmul_checks_before_any_launch(torch_module: Any) -> None:
     import decodekit.cuda as dkc
 

@@ -619,8 +619,9 @@ def _group_shift(group_size: int) -> int:
     return group_size.bit_length() - 1 if group_size & (group_size - 1) == 0 else -1
 
 
-#: Split-K tile counters, by CUDA stream pointer (see :func:`_split_counters`).
-_COUNTERS: dict[int, Any] = {}
+#: Split-K tile counters, by (device, CUDA stream pointer): see :func:`_split_counters`. (Every device's
+#: default stream has pointer 0.)
+_COUNTERS: dict[tuple[int, int], Any] = {}
 
 
 def _split_counters(torch: Any, stream: Any, count: int) -> Any:
@@ -628,14 +629,15 @@ def _split_counters(torch: Any, stream: Any, count: int) -> Any:
     launch leaves them at zero again, so one buffer serves every launch on the stream (launches on one
     stream never overlap). While a CUDA graph is being captured, a buffer that is too small is replaced
     by one that the graph zeroes itself and that is not kept."""
-    counters = _COUNTERS.get(stream.cuda_stream)
+    key = (stream.device.index, stream.cuda_stream)
+    counters = _COUNTERS.get(key)
     if counters is not None and counters.numel() >= count:
         return counters
     counters = torch.zeros(max(count, 1024), dtype=torch.int32, device=stream.device)
     if not torch.cuda.is_current_stream_capturing():
         if len(_COUNTERS) >= 64:
             _COUNTERS.clear()
-        _COUNTERS[stream.cuda_stream] = counters
+        _COUNTERS[key] = counters
     return counters
 
 
