@@ -124,6 +124,23 @@ def test_quant_kernels_match_the_reference_on_the_emulator(
         assert error < TOLERANCE[dtype], (kernel, m, plan, error)
 
 
+@pytest.mark.parametrize(("bits", "group_size", "m"), [(4, 128, 1), (8, None, 16)])
+def test_swap_kernels_at_an_h200_plan(bits: int, group_size: int | None, m: int) -> None:
+    """A benchmark shape (4096 x 4096) with the plan decodekit.cuda makes for 132 multiprocessors: 512
+    blocks of two or four steps, split-K over 16 slices."""
+    emu.compiler()
+    generator = torch.Generator().manual_seed(5)
+    weight = torch.randn(4096, 4096, generator=generator) * torch.rand(4096, 1, generator=generator)
+    qweight = dkq.quantize(weight, bits, group_size, True, scale_dtype=torch.float16)
+    x = torch.randn(m, 4096, generator=generator).to(torch.float16)
+    module, kernels, pipelines = quant_kernels(torch.float16, bits, "swap")
+    module.register(x, qweight.packed, qweight.scales)
+    y = torch.full((m, 4096), float("nan"), dtype=torch.float16)
+    assert dkc.mma_plan(m, 4096, 4096, bits, 132, swap=True)[1] == 16
+    dkc._launch_quant(kernels, x, qweight, y, variant="swap", sm_count=132, **pipelines)
+    assert rel_error(y, x.double() @ qweight.dequantize().double().T) < TOLERANCE[torch.float16]
+
+
 def mutated(source: str, old: str, new: str) -> str:
     assert source.count(old) == 1, f"the mutation's target {old!r} is not in the source once"
     return source.replace(old, new)
