@@ -519,8 +519,8 @@ __device__ __forceinline__ void dk_quant_mma_body(dk_ptr x_ptr, dk_ptr packed_pt
                             4 * (threadIdx.x + DK_QM_THREADS * i)
                       : packed;
 #else
-            // the address of a row past N is never read (valid is false)
-            const unsigned int* source = stage_codes + i * code_copy_stride;
+            // a row past N is not read (valid is false), but its copy still gets an address inside the weight
+            const unsigned int* source = valid ? stage_codes + i * code_copy_stride : packed;
 #endif
             if (!DK_QM_PROBE_MATH_ONLY) {
                 dk_copy16_async(code_buffer + i * ROWS_PER_COPY * DK_ROW_WORDS * 4u, source, valid);
