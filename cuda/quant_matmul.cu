@@ -590,6 +590,9 @@ __device__ __forceinline__ void dk_quant_mma_body(dk_ptr x_ptr, dk_ptr packed_pt
         }
     }
     const bool fold = group_size % DK_K_STEP == 0;
+    // Folding: the steps left in the current group, counting down (a group holds group_size / DK_K_STEP).
+    const int group_steps = fold ? group_size / DK_K_STEP : 1;
+    int group_left = group_steps - step_begin % group_steps;
     const DkStepConstants symmetric_constants = dk_step_constants(0, 0, true);
     // The scales of the current stage and of the next one (loaded a stage ahead). One group spans the whole
     // row when groups == 1: its scales are loaded once.
@@ -660,9 +663,11 @@ __device__ __forceinline__ void dk_quant_mma_body(dk_ptr x_ptr, dk_ptr packed_pt
                 }
                 // At the end of a group (folded) or of the split: acc += scale * part (c0, c1 are feature g,
                 // tile j = 2f; c2, c3 feature g + 8, j = 2f + 1).
-                const bool last = step == step_end - 1;
-                if (last || (fold && dk_group_of((step + 1) * DK_K_STEP, group_size, group_shift) !=
-                                         dk_group_of(step * DK_K_STEP, group_size, group_shift))) {
+                const bool group_end = --group_left == 0;
+                if (group_end) {
+                    group_left = group_steps;
+                }
+                if (step == step_end - 1 || (fold && group_end)) {
 #pragma unroll
                     for (int f = 0; f < DK_NT / 2; ++f) {
                         const float scale_lo = fold ? dk_to_float((dk_bits16)(current_scales[p][2 * f] & 0xffffu)) : 1.0f;
