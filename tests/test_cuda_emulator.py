@@ -314,7 +314,10 @@ def test_tree_attention_matches_the_reference_on_the_emulator(
     v = torch.randn(cache_len, num_kv_heads, head_dim, generator=generator).to(dtype)
     words = chain_and_branches(num_tree, seed=prefix_len)
     source = dkc.kernel_source(DTYPE_NAMES[dtype], head_dim, num_q_heads // num_kv_heads)
-    module = emu.Module(source, ["dk_tree_attention_split", "dk_tree_attention_combine"])
+    # threads (and blocks) in reverse order between barriers for half the cases, to shake out races
+    module = emu.Module(
+        source, ["dk_tree_attention_split", "dk_tree_attention_combine"], reverse=num_tree % 2 == 1
+    )
     out = torch.full_like(q, float("nan"))
     dkc._launch_tree_attention(
         module.get_function("dk_tree_attention_split"),
