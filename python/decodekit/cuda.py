@@ -443,6 +443,16 @@ def mma_supported(rows: int, cols: int, bits: int, group_size: int) -> bool:
     return rows % 8 == 0 and cols % (4 * k_thread) == 0 and group_size % k_thread == 0
 
 
+def _plan_tiles(m: int, swap: bool, m_tiles: int | None) -> int:
+    """``m_tiles`` (checked), or the fewest activation tiles of the kernel that cover ``m`` rows."""
+    tile_rows, choices = (8, _SWAP_N_TILES) if swap else (16, _MMA_M_TILES)
+    if m_tiles is None:
+        return next((t for t in choices if m <= tile_rows * t), choices[-1])
+    if m_tiles not in choices:
+        raise _core.InvalidInputError(f"m_tiles must be one of {choices}, got {m_tiles}")
+    return m_tiles
+
+
 def mma_plan(
     m: int,
     n: int,
@@ -468,11 +478,8 @@ def mma_plan(
     :data:`SWAP_PIPELINES`), twice that for one-tile int8, whose steps are half as long. A plan a little
     over one wave would leave a second, nearly empty one.
     """
-    tile_rows, choices = (8, _SWAP_N_TILES) if swap else (16, _MMA_M_TILES)
-    if m_tiles is None:
-        m_tiles = next((t for t in choices if m <= tile_rows * t), choices[-1])
-    if m_tiles not in choices:
-        raise _core.InvalidInputError(f"m_tiles must be one of {choices}, got {m_tiles}")
+    tile_rows = 8 if swap else 16
+    m_tiles = _plan_tiles(m, swap, m_tiles)
     if bits not in (4, 8):
         raise _core.InvalidInputError(f"bits must be 4 or 8, got {bits}")
     steps = k // (512 // bits)
@@ -582,7 +589,7 @@ def _quant_matmul(
     overrides: dict[str, Any] = {"pipelines": None, "swap_pipelines": None}
     if pipeline is not None and variant != "generic":
         swap = variant == "swap"
-        chosen = mma_plan(m_total, rows, cols, qweight.bits, 1, m_tiles=m_tiles, splits=1, swap=swap)[0]
+        chosen = _plan_tiles(m_total, swap, m_tiles)
         overrides["swap_pipelines" if swap else "pipelines"] = ((chosen, tuple(pipeline)),)
     kernels = _quant_kernels(dtype, qweight.bits, x.device.index, probe, **overrides)
     cupy = _cupy()
@@ -687,9 +694,9 @@ def _launch_quant(
         raise _core.InvalidInputError(f"variant must be 'generic', 'mma' or 'swap', got {variant!r}")
     swap = variant == "swap"
     if m_total * rows >= 2**31:
-        splits = 1  # the reduction indexes partials with 32-bit ints; such an M fills the GPU anyway
+        splits = 1  # no fp32 partials that large; such an M fills the GPU without split-K anyway
     shapes = (swap_pipelines or SWAP_PIPELINES) if swap else (pipelines or QUANT_PIPELINES)
-    tiles = mma_plan(m_total, rows, cols, qweight.bits, sm_count, m_tiles=m_tiles, splits=1, swap=swap)[0]
+    tiles = _plan_tiles(m_total, swap, m_tiles)
     stages, substeps, min_blocks = shapes[tiles]
     tiles, num_splits, per_split = mma_plan(
         m_total,
